@@ -1,0 +1,89 @@
+"""Optimizers: optax chains with the weight decay written out as its own transformation.
+
+The decoupled weight decay of Loshchilov & Hutter is
+
+    θ ← θ − η ∇L − η λ θ
+
+with the *same* learning-rate schedule η as the gradient step. `decoupled_weight_decay` adds exactly the
+`− η λ θ` term to whatever update the base optimizer produced, so it composes with SGD, Adam or anything
+else, and with masks that leave biases and normalization scales alone.
+"""
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+
+class DecoupledWeightDecayState(NamedTuple):
+  count: jax.Array  # steps taken, to evaluate the learning-rate schedule at the right step
+
+
+def decoupled_weight_decay(
+    weight_decay: float,
+    learning_rate: float | Callable[[jax.Array], jax.Array],
+    mask: Any = None,
+) -> optax.GradientTransformation:
+  """Adds `−η(t) λ θ` to the updates (which must already be the full `−η ∇`-style step).
+
+  Args:
+    weight_decay: λ.
+    learning_rate: η, a constant or an optax schedule of the step count.
+    mask: a pytree of bools like the params, or a function params -> such a tree; False leaves get no decay.
+
+  Returns:
+    A GradientTransformation; place it after the learning-rate scaling in a chain.
+  """
+  schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
+
+  def init_fn(params):
+    del params
+    return DecoupledWeightDecayState(count=jnp.zeros([], jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError('decoupled_weight_decay needs params: call tx.update(grads, state, params).')
+    eta = schedule(state.count)
+    decay = mask(params) if callable(mask) else mask
+    if decay is None:
+      decay = jax.tree.map(lambda _: True, params)
+    updates = jax.tree.map(
+        lambda u, p, m: u - (eta * weight_decay * p).astype(u.dtype) if m else u, updates, params, decay)
+    return updates, DecoupledWeightDecayState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def decay_mask(params: Any) -> Any:
+  """True for weight matrices and kernels; False for biases and normalization scales (ndim < 2)."""
+  return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
+  """Linear warmup to `learning_rate`, then cosine decay to `learning_rate * end_lr_factor`."""
+  warmup = min(config.warmup_steps, max(num_steps - 1, 0))
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=config.learning_rate, warmup_steps=warmup,
+      decay_steps=max(num_steps, warmup + 1), end_value=config.learning_rate * config.end_lr_factor)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, num_steps: int
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The optimizer chain for `config.optim`: clip → base direction → −η(t) → decoupled weight decay."""
+  schedule = learning_rate_schedule(config, num_steps)
+  parts = []
+  if config.grad_clip_norm > 0:
+    parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
+  if config.name == 'adam':
+    parts.append(optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps))
+  elif config.name == 'sgd':
+    if config.momentum:
+      parts.append(optax.trace(decay=config.momentum))
+  else:
+    raise ValueError(f'config.optim.name={config.name!r} is not an optimizer here; use "adam" or "sgd".')
+  parts.append(optax.scale_by_learning_rate(schedule))
+  if config.weight_decay:
+    parts.append(decoupled_weight_decay(config.weight_decay, schedule, mask=decay_mask))
+  return optax.chain(*parts), schedule

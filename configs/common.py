@@ -1,0 +1,59 @@
+"""Presets shared by every recipe: the trainer, optimizer, mesh and checkpoint fields.
+
+A recipe calls `base_config()` and then fills in its data, model and task. Every field that the trainer
+reads exists here, so a typo in `--config.x=...` fails at once instead of being silently ignored.
+"""
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.num_steps = 100_000
+  c.batch_size = 64              # global, over all processes and devices
+  c.log_every = 100
+  c.sample_every = 5_000         # sample grid to TensorBoard and workdir/samples/
+  c.checkpoint_every = 5_000
+  c.sync_every = 8               # block on the device at least this often (XLA:CPU collective deadlock)
+  c.init_from = ''               # a workdir or checkpoint dir to take params from when the workdir is empty
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.num_devices = -1        # -1: all devices
+  c.mesh.data = -1               # -1: whatever the other axes leave
+  c.mesh.fsdp = 1
+  c.mesh.fsdp_min_size = 2 ** 14  # parameters smaller than this stay replicated
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = 'adam'          # adam | sgd
+  c.optim.learning_rate = 2e-4
+  c.optim.warmup_steps = 1_000
+  c.optim.end_lr_factor = 0.1    # cosine decays to learning_rate * end_lr_factor
+  c.optim.weight_decay = 0.0
+  c.optim.grad_clip_norm = 1.0   # 0 disables clipping
+  c.optim.b1 = 0.9
+  c.optim.b2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.momentum = 0.9         # sgd only
+  c.optim.ema_decay = 0.9999     # 0 disables EMA (the EMA then equals the params)
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.max_to_keep = 3
+  c.checkpoint.async_save = True
+  return c
+
+
+def ct_data(size: int) -> ml_collections.ConfigDict:
+  """The built-in phantom CT source, windowed to [-1, 1]."""
+  d = ml_collections.ConfigDict()
+  d.name = 'phantom_ct'
+  d.image_size = size
+  d.num_train = 1 << 20          # one "epoch" of the unbounded phantom; each index is a different slice
+  d.seed = 0
+  d.window_lo = -1000.0          # HU mapped to -1
+  d.window_hi = 1000.0           # HU mapped to +1
+  d.hflip = False                # left-right flip would swap the liver side: off for anatomy
+  d.shuffle = True
+  d.num_threads = 2              # grain read threads
+  d.prefetch = 4
+  return d
