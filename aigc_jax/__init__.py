@@ -1,0 +1,1 @@
+"""aigc_jax: generative AI for medicine on JAX/Flax."""

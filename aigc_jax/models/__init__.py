@@ -1,0 +1,18 @@
+"""Architectures, selected by `config.model.name`. Adding one is an import and a line here."""
+
+from aigc_jax.models import unet
+
+MODELS = {
+    'unet': unet.UNet,
+}
+
+
+def build(config):
+  """The Flax module for `config.model` (every field but `name` is passed as a keyword)."""
+  if config.name not in MODELS:
+    raise ValueError(f'config.model.name={config.name!r} is not a model; choose one of {sorted(MODELS)}.')
+  kwargs = {k: v for k, v in config.items() if k != 'name'}
+  try:
+    return MODELS[config.name](**kwargs)
+  except TypeError as e:
+    raise ValueError(f'config.model has a field that {config.name!r} does not take: {e}') from None
