@@ -73,7 +73,11 @@ def ddim_sample(eps_fn: EpsFn, schedule: Schedule, rng: jax.Array, shape: tuple[
   Returns x_0 samples of `shape`, clipped to [-1, 1] when `clip_x0` (the data's range).
   """
   T = schedule.timesteps
-  ts = np.linspace(0, T - 1, num_steps).round().astype(np.int32)[::-1]
+  # "Leading" spacing (0, T/n, 2T/n, …), as in the DDIM paper's code: it never starts from t = T−1, where a
+  # cosine schedule's ᾱ is ~1e-9 and the first x0 estimate would amplify ε̂'s error ~10⁴-fold.
+  if not 1 <= num_steps <= T:
+    raise ValueError(f'DDIM num_steps={num_steps} must be in 1..{T} (config.task.sample_steps).')
+  ts = (np.arange(num_steps) * (T // num_steps)).astype(np.int32)[::-1]
   t_prev = np.concatenate([ts[1:], [-1]]).astype(np.int32)
   init_rng, loop_rng = jax.random.split(rng)
   x = jax.random.normal(init_rng, shape, jnp.float32)

@@ -1,0 +1,49 @@
+r"""Command line: `python -m aigc_jax.main --config=configs/ct.py:runlocal --workdir=runs/ct`.
+
+Flags are parsed here and nothing else happens here: `train.train_and_evaluate` does the work.
+Any config field can be overridden with `--config.<key>=<value>`; an unknown key stops at once.
+"""
+
+import os
+import sys
+
+# XLA:CPU's YNNPACK convolutions are slow on these CPUs; keeping YNNPACK for dots and reductions only trains
+# ~1.5x faster (STACK.md). Must be set before jax is imported; a user's own XLA_FLAGS choice wins.
+if '--xla_cpu_experimental_ynn_fusion_type' not in os.environ.get('XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                             ' --xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce').strip()
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+import jax  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'A config file, optionally with a variant: configs/ct.py:runlocal.',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Where checkpoints, TensorBoard events and samples go; reruns resume here.')
+flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for multi-process runs.')
+flags.DEFINE_integer('num_processes', None, 'Number of processes in a multi-process run.')
+flags.DEFINE_integer('process_id', None, 'This process\'s index in a multi-process run.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'):
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
+                               process_id=FLAGS.process_id)
+  # Repo root on the path, so `configs/*.py` can import `configs.common` wherever the command runs.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from aigc_jax import metrics, train  # after distributed init: importing them must not touch devices first
+
+  metrics.quiet_library_logs()
+  logging.info('Config:\n%s', FLAGS.config)
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  # Keep the absl app run under the __main__ guard: grain's worker processes re-import this module.
+  app.run(main)

@@ -1,0 +1,13 @@
+"""Objectives, selected by `config.task.name`; see task.py for what a task gives the trainer."""
+
+from aigc_jax.tasks import diffusion
+
+TASKS = {
+    'diffusion': diffusion.DiffusionTask,
+}
+
+
+def build(config):
+  if config.task.name not in TASKS:
+    raise ValueError(f'config.task.name={config.task.name!r} is not a task; choose one of {sorted(TASKS)}.')
+  return TASKS[config.task.name](config)

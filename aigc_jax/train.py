@@ -1,0 +1,143 @@
+"""The one training loop: mesh → data → state → jit(step) → log / sample / checkpoint.
+
+`train_and_evaluate(config, workdir)` is what `main.py` calls and what tests call directly.
+"""
+
+import functools
+import os
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.experimental import multihost_utils
+
+from aigc_jax import checkpoint
+from aigc_jax import metrics as metrics_lib
+from aigc_jax import optim
+from aigc_jax import sharding
+from aigc_jax import tasks
+from aigc_jax import train_state
+from aigc_jax.data import pipeline
+
+
+def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], *, task: Any,
+               tx: optax.GradientTransformation, lr_schedule: optax.Schedule, ema_decay: float
+               ) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
+  """One optimizer step; pure, jitted once in `train_and_evaluate` with the state donated."""
+  rng = jax.random.fold_in(state.rng, state.step)
+  grads, step_metrics = task.grads(state.params, batch, rng)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  new_state = state.replace(
+      step=state.step + 1, params=params, opt_state=opt_state,
+      ema_params=train_state.ema_update(state.ema_params, params, ema_decay))
+  step_metrics = {**step_metrics, 'grad_norm': optax.global_norm(grads), 'lr': lr_schedule(state.step)}
+  return new_state, step_metrics
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
+  """One device→host transfer for all steps since the last log."""
+  host = jax.device_get(history)
+  return {k: float(np.mean([h[k] for h in host])) for k in host[0]}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
+  """Trains `config` in `workdir`, resuming from the latest checkpoint there; returns the final state."""
+  os.makedirs(workdir, exist_ok=True)
+  mesh = sharding.make_mesh(config.mesh)
+  sharding.check_batch(config.batch_size, mesh)
+  batch_sharding = sharding.batch_sharding(mesh)
+  task = tasks.build(config)
+  tx, lr_schedule = optim.make_optimizer(config.optim, config.num_steps)
+  spec = pipeline.batch_spec(config.data, config.batch_size)
+
+  def init_fn(rng):
+    param_rng, state_rng = jax.random.split(rng)
+    return train_state.create(task.init(param_rng, spec), tx, state_rng)
+
+  rng = jax.random.PRNGKey(config.seed)
+  abstract = jax.eval_shape(init_fn, rng)
+  state_shardings = sharding.tree_shardings(abstract, mesh, config.mesh)
+  abstract_state = checkpoint.abstract_with_shardings(abstract, state_shardings)
+  # Runs once: XLA's backend optimizations cost more (seconds of LLVM on the threefry bits) than they save.
+  init_jit = jax.jit(init_fn, out_shardings=state_shardings,
+                     compiler_options={'xla_backend_optimization_level': 0})
+
+  data_iter = iter(pipeline.make_dataset(config.data, batch_size=config.batch_size,
+                                         process_index=jax.process_index(), process_count=jax.process_count()))
+  mngr = checkpoint.make_manager(workdir, config.checkpoint)
+  state, how = checkpoint.restore_or_init(mngr, abstract_state=abstract_state, data_iter=data_iter,
+                                          init_fn=lambda: init_jit(rng), init_from=config.init_from)
+  start_step = int(state.step)
+  num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract.params))
+  metrics_lib.log(f'{how} at step {start_step}; {num_params:,} parameters; mesh {dict(mesh.shape)}; '
+                  f'{jax.device_count()} {jax.devices()[0].platform} devices, {jax.process_count()} processes.')
+
+  step_fn = jax.jit(
+      functools.partial(train_step, task=task, tx=tx, lr_schedule=lr_schedule, ema_decay=config.optim.ema_decay),
+      in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None), donate_argnums=0)
+  eval_fn = jax.jit(lambda params, key: task.evaluate(params, key, spec), out_shardings=batch_sharding)
+  all_finite = jax.jit(_all_finite)
+
+  writer = metrics_lib.Writer(workdir)
+  progress = metrics_lib.Progress(start_step, config.num_steps, config.batch_size)
+  t_start = time.perf_counter()
+  last_ckpt = mngr.latest_step()
+  history = []
+  try:
+    for step in range(start_step + 1, config.num_steps + 1):
+      batch = pipeline.make_global_batch(next(data_iter), batch_sharding)
+      state, step_metrics = step_fn(state, batch)
+      history.append(step_metrics)
+      is_last = step == config.num_steps
+      if step == start_step + 1:  # keep compile time out of the throughput figures
+        jax.block_until_ready(step_metrics)
+        metrics_lib.log(f'first step (compile + run) took {time.perf_counter() - t_start:.1f}s')
+        progress = metrics_lib.Progress(step, config.num_steps, config.batch_size)
+      if step % config.sync_every == 0:
+        jax.block_until_ready(step_metrics)  # bounds the dispatch queue (XLA:CPU collectives deadlock)
+      if step % config.log_every == 0 or is_last:
+        host = _mean_metrics(history)
+        history = []
+        metrics_lib.check_finite(host, step, last_ckpt)
+        speed = progress.tick(step)
+        writer.scalars(step, {**{f'train/{k}': v for k, v in host.items()}, 'perf/img_per_s': speed['img_per_s'],
+                              'perf/steps_per_s': speed['steps_per_s']})
+        metrics_lib.log(metrics_lib.progress_line(step, config.num_steps, host, speed))
+      if step % config.sample_every == 0 or is_last:
+        progress.pause()
+        _write_samples(eval_fn, state, writer, workdir, step)
+        progress.resume()
+      if step % config.checkpoint_every == 0 or is_last:
+        if not bool(all_finite(state.params)):
+          metrics_lib.check_finite({'params': float('nan')}, step, last_ckpt)
+        checkpoint.save(mngr, step, state, data_iter)
+        last_ckpt = step
+    writer.flush()
+  finally:
+    mngr.wait_until_finished()
+    mngr.close()
+    writer.close()
+  return state
+
+
+def _write_samples(eval_fn, state, writer, workdir, step):
+  t0 = time.perf_counter()
+  key = jax.random.fold_in(jax.random.PRNGKey(0x5A3), step)  # same noise every time: progress is comparable
+  # Samples are sharded over all processes' devices: gather them (every process takes part).
+  outputs = multihost_utils.process_allgather(eval_fn(state.ema_params, key), tiled=True)
+  for name, images in outputs.items():
+    grid = metrics_lib.image_grid(images)
+    writer.image(step, f'samples/{name}', grid)
+    if jax.process_index() == 0:
+      metrics_lib.save_png(os.path.join(workdir, 'samples', f'{name}_{step:07d}.png'), grid)
+  metrics_lib.log(f'wrote {", ".join(outputs)} at step {step} in {time.perf_counter() - t0:.1f}s')

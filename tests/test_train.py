@@ -1,0 +1,106 @@
+"""The trainer end to end on the tiny `configs/ct.py:test` variant, on fake CPU meshes."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from aigc_jax import checkpoint
+from aigc_jax import metrics
+from aigc_jax import train
+from configs import ct
+
+
+def _config(**overrides):
+  c = ct.get_config('test')
+  c.log_every = 1
+  for key, value in overrides.items():
+    target = c
+    *path, leaf = key.split('.')
+    for p in path:
+      target = target[p]
+    target[leaf] = value
+  return c
+
+
+def _losses(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line)['train/loss'] for line in f]
+
+
+def _assert_trees_equal(a, b):
+  jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
+
+
+def test_eight_devices_and_fsdp_match_one_device(tmp_path):
+  one = train.train_and_evaluate(_config(**{'mesh.num_devices': 1}), str(tmp_path / 'one'))
+  eight = train.train_and_evaluate(_config(), str(tmp_path / 'eight'))
+  fsdp = train.train_and_evaluate(_config(**{'mesh.data': 4, 'mesh.fsdp': 2, 'mesh.fsdp_min_size': 0}),
+                                  str(tmp_path / 'fsdp'))
+  assert len(eight.params['Conv_0']['kernel'].sharding.device_set) == 8
+  specs = {str(x.sharding.spec) for x in jax.tree.leaves(fsdp.params)}
+  assert any('fsdp' in s for s in specs), specs  # FSDP really split some parameters
+  ref = _losses(tmp_path / 'one')
+  assert len(ref) == 4
+  for name in ('eight', 'fsdp'):
+    # Same global batch and randomness; only the order of floating-point reductions differs.
+    np.testing.assert_allclose(_losses(tmp_path / name), ref, rtol=2e-5)
+  jax.tree.map(lambda a, b, c: (np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                                np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6)),
+               one.params, eight.params, fsdp.params)
+
+
+def test_resume_from_a_checkpoint_is_exact(tmp_path):
+  straight = train.train_and_evaluate(_config(), str(tmp_path / 'a'))
+  interrupted = tmp_path / 'b'
+  train.train_and_evaluate(_config(), str(interrupted))
+  # Throw away the final checkpoint, as if the run had died after step 2: the rerun resumes from step 2.
+  shutil.rmtree(interrupted / 'checkpoints' / '4')
+  resumed = train.train_and_evaluate(_config(), str(interrupted))
+  assert int(resumed.step) == 4
+  _assert_trees_equal(straight.params, resumed.params)
+  _assert_trees_equal(straight.opt_state, resumed.opt_state)
+  _assert_trees_equal(straight.ema_params, resumed.ema_params)
+
+
+def test_run_writes_events_samples_and_checkpoints(tmp_path):
+  train.train_and_evaluate(_config(), str(tmp_path))
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path / 'tensorboard'))
+  assert os.listdir(tmp_path / 'samples') == ['samples_0000004.png']
+  assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
+  rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  assert [r['step'] for r in rows] == [1, 2, 3, 4]
+  assert {'train/loss', 'train/lr', 'train/grad_norm', 'perf/img_per_s'} <= set(rows[0])
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+  train.train_and_evaluate(_config(), str(tmp_path))
+  # Continue the same run to step 8 with a learning rate that makes the parameters overflow.
+  bad = _config(**{'num_steps': 8, 'optim.learning_rate': 1e30})
+  with pytest.raises(metrics.NonFiniteLossError, match=r'checkpoint 4 is kept.*learning_rate'):
+    train.train_and_evaluate(bad, str(tmp_path))
+  mngr = checkpoint.make_manager(str(tmp_path), bad.checkpoint)
+  assert mngr.latest_step() == 4
+  mngr.close()
+
+
+def test_init_from_takes_params_from_another_workdir(tmp_path):
+  first = train.train_and_evaluate(_config(), str(tmp_path / 'pretrain'))
+  # With a zero learning rate the fine-tuned params must still be exactly the ones it started from.
+  tuned = train.train_and_evaluate(
+      _config(**{'init_from': str(tmp_path / 'pretrain'), 'optim.learning_rate': 0.0}), str(tmp_path / 'tune'))
+  _assert_trees_equal(first.params, tuned.params)
+  assert int(tuned.step) == 4
+
+
+def test_init_from_a_missing_folder_is_named(tmp_path):
+  with pytest.raises(FileNotFoundError, match='config.init_from'):
+    train.train_and_evaluate(_config(**{'init_from': str(tmp_path / 'nope')}), str(tmp_path / 'w'))
+
+
+def test_batch_that_does_not_divide_over_devices_is_named(tmp_path):
+  with pytest.raises(ValueError, match='batch_size=6 must be divisible by the 8'):
+    train.train_and_evaluate(_config(batch_size=6), str(tmp_path))
