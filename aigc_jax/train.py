@@ -120,7 +120,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       if step % config.checkpoint_every == 0 or is_last:
         if not bool(all_finite(state.params)):
           metrics_lib.check_finite({'params': float('nan')}, step, last_ckpt)
+        progress.pause()
         checkpoint.save(mngr, step, state, data_iter)
+        progress.resume()
         last_ckpt = step
     writer.flush()
   finally:
@@ -132,7 +134,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
 
 def _write_samples(eval_fn, state, writer, workdir, step):
   t0 = time.perf_counter()
-  key = jax.random.fold_in(jax.random.PRNGKey(0x5A3), step)  # same noise every time: progress is comparable
+  key = jax.random.fold_in(jax.random.PRNGKey(0x5A3), step)  # fixed per step: reruns and resumes draw the same
   # Samples are sharded over all processes' devices: gather them (every process takes part).
   outputs = multihost_utils.process_allgather(eval_fn(state.ema_params, key), tiled=True)
   for name, images in outputs.items():

@@ -1,6 +1,6 @@
 r"""CT slice synthesis with a denoising diffusion model (the flagship recipe).
 
-Full recipe (GPU / TPU; 128x128, a U-Net of ~35M parameters, bf16 compute with fp32 parameters):
+Full recipe (GPU / TPU; 128x128, a U-Net of 74M parameters, bf16 compute with fp32 parameters):
 
   python -m aigc_jax.main --config=configs/ct.py --workdir=runs/ct
 
