@@ -83,7 +83,6 @@ def phantom_slice(seed: int, index: int, size: int, *, supersample: int = 2
 
   # Lungs shrink as the diaphragm rises into the slice; the right lung (image left) gives way to the liver.
   lung_scale = np.clip(1.15 - z, 0.15, 1.0)
-  lesion = np.zeros(2, np.float32), 0.0
   lung_masks = []
   for side in (-1.0, 1.0):
     lry = cavity_ry * 0.85 * lung_scale ** 0.5
@@ -139,7 +138,6 @@ def phantom_slice(seed: int, index: int, size: int, *, supersample: int = 2
     center = np.array([cy + lry * rr * np.sin(t), cx + lrx * rr * np.cos(t)], np.float32)
     radius = float(rng.uniform(0.025, 0.07))
     img[_ellipse(yy, xx, center[0], center[1], radius, radius)] = HU_LESION + rng.uniform(-15, 25)
-  del lesion
 
   # Acquisition: partial-volume averaging, then quantum-like noise.
   img = img.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
