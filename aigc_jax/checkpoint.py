@@ -25,7 +25,8 @@ ITEMS = ('state', 'data')
 
 def make_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
-      max_to_keep=config.max_to_keep, enable_async_checkpointing=config.async_save, create=True)
+      max_to_keep=config.max_to_keep, enable_async_checkpointing=config.async_save, create=True,
+      cleanup_tmp_directories=True)  # a hard kill mid-save leaves a tmp folder; the next run removes it
   # orbax's async writers need an absolute path; users type relative ones (runs/ct).
   return ocp.CheckpointManager(epath.Path(os.path.abspath(workdir)) / 'checkpoints', item_names=ITEMS,
                                options=options)

@@ -4,6 +4,7 @@ Flags are parsed here and nothing else happens here: `train.train_and_evaluate` 
 Any config field can be overridden with `--config.<key>=<value>`; an unknown key stops at once.
 """
 
+import json
 import os
 import sys
 
@@ -23,16 +24,20 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A config file, optionally with a variant: configs/ct.py:runlocal.',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where checkpoints, TensorBoard events and samples go; reruns resume here.')
+flags.DEFINE_bool('distributed', False, 'Initialize jax.distributed, finding the coordinator and this process\'s '
+                  'rank from the cluster (TPU VM slices, SLURM); see launch/.')
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for multi-process runs.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes in a multi-process run.')
 flags.DEFINE_integer('process_id', None, 'This process\'s index in a multi-process run.')
+flags.DEFINE_bool('compile_only', False, 'Lower and compile the train step for the configured mesh, print '
+                  'per-device memory and FLOPs, and exit (nothing is trained or written).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if FLAGS.coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'):
+  if FLAGS.distributed or FLAGS.coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS'):
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes,
                                process_id=FLAGS.process_id)
   # Repo root on the path, so `configs/*.py` can import `configs.common` wherever the command runs.
@@ -40,6 +45,13 @@ def main(argv):
   from aigc_jax import metrics, train  # after distributed init: importing them must not touch devices first
 
   metrics.quiet_library_logs()
+  if FLAGS.compile_only:
+    report = train.compile_report(FLAGS.config)
+    if jax.process_index() == 0:
+      for k, v in report.items():
+        print(f'{k:>20s}  {v:,.2f}')
+      print(json.dumps(report))
+    return
   logging.info('Config:\n%s', FLAGS.config)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

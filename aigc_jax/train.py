@@ -3,6 +3,7 @@
 `train_and_evaluate(config, workdir)` is what `main.py` calls and what tests call directly.
 """
 
+import dataclasses
 import functools
 import os
 import time
@@ -18,6 +19,7 @@ from jax.experimental import multihost_utils
 from aigc_jax import checkpoint
 from aigc_jax import metrics as metrics_lib
 from aigc_jax import optim
+from aigc_jax import preemption
 from aigc_jax import sharding
 from aigc_jax import tasks
 from aigc_jax import train_state
@@ -49,9 +51,20 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
   return {k: float(np.mean([h[k] for h in host])) for k in host[0]}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
-  """Trains `config` in `workdir`, resuming from the latest checkpoint there; returns the final state."""
-  os.makedirs(workdir, exist_ok=True)
+@dataclasses.dataclass(frozen=True)
+class _Setup:
+  """Everything derived from the config before any data is read or any parameter exists."""
+  mesh: jax.sharding.Mesh
+  task: Any
+  spec: dict[str, jax.ShapeDtypeStruct]
+  init_fn: Any
+  abstract: train_state.TrainState
+  state_shardings: Any
+  batch_sharding: jax.sharding.NamedSharding
+  step_fn: Any
+
+
+def _setup(config: ml_collections.ConfigDict) -> _Setup:
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch(config.batch_size, mesh)
   batch_sharding = sharding.batch_sharding(mesh)
@@ -63,12 +76,59 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     param_rng, state_rng = jax.random.split(rng)
     return train_state.create(task.init(param_rng, spec), tx, state_rng)
 
-  rng = jax.random.PRNGKey(config.seed)
-  abstract = jax.eval_shape(init_fn, rng)
+  abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(config.seed))
   state_shardings = sharding.tree_shardings(abstract, mesh, config.mesh)
+  step_fn = jax.jit(
+      functools.partial(train_step, task=task, tx=tx, lr_schedule=lr_schedule, ema_decay=config.optim.ema_decay),
+      in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None), donate_argnums=0)
+  return _Setup(mesh, task, spec, init_fn, abstract, state_shardings, batch_sharding, step_fn)
+
+
+def compile_report(config: ml_collections.ConfigDict) -> dict[str, float]:
+  """Lowers and compiles the train step for the configured mesh without data or parameters.
+
+  Shows an out-of-memory before hardware is rented: run it on the target machine type, or on a laptop with
+  `XLA_FLAGS=--xla_force_host_platform_device_count=N` to see how N devices would split the state.
+
+  Returns:
+    Per-device megabytes (arguments, outputs, temporaries, generated code, and their peak estimate), the
+    step's GFLOP (XLA's cost analysis), parameter count, and the compile time.
+  """
+  s = _setup(config)
+  t0 = time.perf_counter()
+  compiled = s.step_fn.lower(checkpoint.abstract_with_shardings(s.abstract, s.state_shardings),
+                             checkpoint.abstract_with_shardings(s.spec, {k: s.batch_sharding for k in s.spec})
+                             ).compile()
+  compile_s = time.perf_counter() - t0
+  mem = compiled.memory_analysis()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  mb = lambda b: float(b) / 2 ** 20
+  report = {
+      'devices': float(s.mesh.size),
+      'params': float(sum(int(np.prod(x.shape)) for x in jax.tree.leaves(s.abstract.params))),
+      'compile_s': compile_s,
+      'gflop_per_step': float(cost.get('flops', 0.0)) / 1e9 if cost else 0.0,
+  }
+  if mem is not None:
+    args, out = mb(mem.argument_size_in_bytes), mb(mem.output_size_in_bytes)
+    temp, code = mb(mem.temp_size_in_bytes), mb(mem.generated_code_size_in_bytes)
+    alias = mb(mem.alias_size_in_bytes)  # donated state: outputs reuse the argument buffers
+    report.update(argument_mb=args, output_mb=out, temp_mb=temp, code_mb=code, alias_mb=alias,
+                  peak_mb_per_device=args + out - alias + temp + code)
+  return report
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
+  """Trains `config` in `workdir`, resuming from the latest checkpoint there; returns the final state."""
+  os.makedirs(workdir, exist_ok=True)
+  s = _setup(config)
+  mesh, task, spec, batch_sharding, state_shardings = s.mesh, s.task, s.spec, s.batch_sharding, s.state_shardings
+  abstract, step_fn = s.abstract, s.step_fn
+  rng = jax.random.PRNGKey(config.seed)
   abstract_state = checkpoint.abstract_with_shardings(abstract, state_shardings)
   # Runs once: XLA's backend optimizations cost more (seconds of LLVM on the threefry bits) than they save.
-  init_jit = jax.jit(init_fn, out_shardings=state_shardings,
+  init_jit = jax.jit(s.init_fn, out_shardings=state_shardings,
                      compiler_options={'xla_backend_optimization_level': 0})
 
   data_iter = iter(pipeline.make_dataset(config.data, batch_size=config.batch_size,
@@ -81,9 +141,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   metrics_lib.log(f'{how} at step {start_step}; {num_params:,} parameters; mesh {dict(mesh.shape)}; '
                   f'{jax.device_count()} {jax.devices()[0].platform} devices, {jax.process_count()} processes.')
 
-  step_fn = jax.jit(
-      functools.partial(train_step, task=task, tx=tx, lr_schedule=lr_schedule, ema_decay=config.optim.ema_decay),
-      in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None), donate_argnums=0)
   eval_fn = jax.jit(lambda params, key: task.evaluate(params, key, spec), out_shardings=batch_sharding)
   all_finite = jax.jit(_all_finite)
 
@@ -92,6 +149,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   t_start = time.perf_counter()
   last_ckpt = mngr.latest_step()
   history = []
+  watcher = preemption.Watcher()
   try:
     for step in range(start_step + 1, config.num_steps + 1):
       batch = pipeline.make_global_batch(next(data_iter), batch_sharding)
@@ -116,15 +174,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         progress.pause()
         _write_samples(eval_fn, state, writer, workdir, step)
         progress.resume()
-      if step % config.checkpoint_every == 0 or is_last:
+      preempted = watcher.reached(step)  # every step, on every process
+      if step % config.checkpoint_every == 0 or is_last or preempted:
         if not bool(all_finite(state.params)):
           metrics_lib.check_finite({'params': float('nan')}, step, last_ckpt)
         progress.pause()
         checkpoint.save(mngr, step, state, data_iter)
         progress.resume()
         last_ckpt = step
+      if preempted:
+        metrics_lib.log(f'Preempted: saved checkpoint {step} and stopping; rerun the same command to resume.')
+        break
     writer.flush()
   finally:
+    watcher.close()
     mngr.wait_until_finished()
     mngr.close()
     writer.close()

@@ -55,14 +55,19 @@ def test_dataset_batches_and_resumes_exactly_from_its_state():
     np.testing.assert_array_equal(next(it2)['image'], e)
 
 
-def test_processes_read_disjoint_shards():
-  cfg = _data_config(num_train=64, shuffle=False)
-  a = next(iter(pipeline.make_dataset(cfg, batch_size=8, process_index=0, process_count=2)))['image']
-  b = next(iter(pipeline.make_dataset(cfg, batch_size=8, process_index=1, process_count=2)))['image']
-  assert a.shape == b.shape == (4, 16, 16, 1)
-  src = pipeline.make_source(cfg)
-  np.testing.assert_array_equal(a[1, ..., 0], pipeline.window(src[2]['hu'], cfg.window_lo, cfg.window_hi))
-  np.testing.assert_array_equal(b[1, ..., 0], pipeline.window(src[3]['hu'], cfg.window_lo, cfg.window_hi))
+def test_processes_read_their_rows_of_the_same_global_batches():
+  cfg = _data_config(num_train=64)
+  one = iter(pipeline.make_dataset(cfg, batch_size=8, process_index=0, process_count=1))
+  p0 = iter(pipeline.make_dataset(cfg, batch_size=8, process_index=0, process_count=2))
+  p1 = iter(pipeline.make_dataset(cfg, batch_size=8, process_index=1, process_count=2))
+  for _ in range(3):
+    a, b, whole = next(p0)['image'], next(p1)['image'], next(one)['image']
+    assert a.shape == b.shape == (4, 16, 16, 1)
+    np.testing.assert_array_equal(np.concatenate([a, b]), whole)  # the run does not depend on process count
+  plain = _data_config(num_train=64, shuffle=False)
+  b = next(iter(pipeline.make_dataset(plain, batch_size=8, process_index=1, process_count=2)))['image']
+  src = pipeline.make_source(plain)
+  np.testing.assert_array_equal(b[1, ..., 0], pipeline.window(src[5]['hu'], plain.window_lo, plain.window_hi))
 
 
 def test_hflip_augmentation_flips_some_images_only():

@@ -8,6 +8,11 @@ from aigc_jax import models
 from aigc_jax.models import unet
 
 
+def _init(m, x, t):
+  # Jitted at low backend optimization: eager init compiles every random op on its own (~25 s on 2 cores).
+  return jax.jit(m.init, compiler_options={'xla_backend_optimization_level': 0})(jax.random.PRNGKey(0), x, t)
+
+
 def _tiny(**kw):
   args = dict(channels=(8, 16), attention_levels=(False, True), num_res_blocks=1, head_channels=8, norm_groups=4)
   args.update(kw)
@@ -17,7 +22,7 @@ def _tiny(**kw):
 def test_unet_maps_images_to_same_shape_and_starts_at_zero():
   m = _tiny()
   x, t = jnp.ones((2, 16, 16, 1)), jnp.array([3, 7])
-  params = m.init(jax.random.PRNGKey(0), x, t)
+  params = _init(m, x, t)
   out = m.apply(params, x, t)
   assert out.shape == (2, 16, 16, 1) and out.dtype == jnp.float32
   # Output conv is zero-initialised (DDPM practice), so an untrained model predicts ε̂ = 0.
@@ -27,17 +32,18 @@ def test_unet_maps_images_to_same_shape_and_starts_at_zero():
 def test_unet_depends_on_time_and_input_after_a_perturbation():
   m = _tiny()
   x, t = jax.random.normal(jax.random.PRNGKey(1), (2, 16, 16, 1)), jnp.array([3, 3])
-  params = m.init(jax.random.PRNGKey(0), x, t)
+  params = _init(m, x, t)
   params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
-  a = m.apply(params, x, t)
-  assert not np.allclose(a, m.apply(params, x, jnp.array([900, 900])))
-  assert not np.allclose(a, m.apply(params, x * 0.5, t))
+  apply = jax.jit(m.apply)
+  a = apply(params, x, t)
+  assert not np.allclose(a, apply(params, x, jnp.array([900, 900])))
+  assert not np.allclose(a, apply(params, x * 0.5, t))
 
 
 def test_bf16_compute_keeps_float32_params_and_output():
   m = _tiny(dtype='bfloat16')
   x, t = jnp.ones((1, 16, 16, 1)), jnp.array([1])
-  params = m.init(jax.random.PRNGKey(0), x, t)
+  params = _init(m, x, t)
   assert {p.dtype for p in jax.tree.leaves(params)} == {jnp.dtype('float32')}
   assert m.apply(params, x, t).dtype == jnp.float32
 
@@ -45,7 +51,7 @@ def test_bf16_compute_keeps_float32_params_and_output():
 def test_remat_gives_the_same_gradients():
   x, t = jax.random.normal(jax.random.PRNGKey(1), (2, 16, 16, 1)), jnp.array([3, 5])
   plain, remat = _tiny(), _tiny(remat=True)
-  params = plain.init(jax.random.PRNGKey(0), x, t)
+  params = _init(plain, x, t)
   params = jax.tree.map(lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
   g = lambda m: jax.grad(lambda p: jnp.sum(m.apply(p, x, t) ** 2))(params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g(plain), g(remat))
@@ -53,7 +59,7 @@ def test_remat_gives_the_same_gradients():
 
 def test_attention_levels_must_match_channels():
   with pytest.raises(ValueError, match='one bool per level'):
-    _tiny(attention_levels=(True,)).init(jax.random.PRNGKey(0), jnp.ones((1, 16, 16, 1)), jnp.array([0]))
+    _init(_tiny(attention_levels=(True,)), jnp.ones((1, 16, 16, 1)), jnp.array([0]))
 
 
 def test_build_names_bad_model_and_bad_field():

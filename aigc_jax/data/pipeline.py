@@ -1,8 +1,8 @@
-"""The grain input pipeline: source → this process's shard → shuffle → window → batch → global arrays.
+"""The grain input pipeline: source → shuffle → window → this process's rows of each batch → global arrays.
 
-Each process reads only its own shard (every `process_count`-th example), batches `batch_size //
-process_count` examples, and `make_global_batch` stitches the per-process batches into one global
-`jax.Array` sharded over the mesh's data axes. The iterator's state is saved with each checkpoint, so a
+Each process reads only its own `batch_size // process_count` rows of every global batch, and
+`make_global_batch` stitches the per-process parts into one global `jax.Array` sharded over the mesh's
+data axes. The iterator's state is saved with each checkpoint, so a
 resumed run sees exactly the batches an uninterrupted run would have seen.
 """
 
@@ -54,14 +54,18 @@ def make_dataset(config: ml_collections.ConfigDict, *, batch_size: int, process_
   """
   if batch_size % process_count:
     raise ValueError(f'batch_size={batch_size} is not divisible by the {process_count} processes.')
-  ds = grain.MapDataset.source(make_source(config))[process_index::process_count]
+  local = batch_size // process_count
+  ds = grain.MapDataset.source(make_source(config))
   if config.shuffle:
-    ds = ds.shuffle(seed=config.seed)
+    ds = ds.shuffle(seed=config.seed)  # the same permutation on every process
   ds = ds.repeat(None)  # reshuffled differently each epoch, deterministically
   ds = ds.map(_to_example(config))
   if config.hflip:
-    ds = ds.random_map(_random_hflip, seed=config.seed)
-  ds = ds.batch(batch_size // process_count, drop_remainder=True)
+    ds = ds.random_map(_random_hflip, seed=config.seed)  # keyed by example index: same on any process count
+  # Global batch k is rows [k*B, (k+1)*B) of the stream, whatever the process count; process p takes the
+  # p-th of its P slices. Lazy: a process reads only its own examples, and the global batch (hence the
+  # run) does not change when the same job runs on more or fewer processes.
+  ds = ds.batch(local, drop_remainder=True)[process_index::process_count]
   read = grain.ReadOptions(num_threads=config.num_threads, prefetch_buffer_size=config.prefetch)
   return ds.to_iter_dataset(read)
 
