@@ -15,22 +15,11 @@ import orbax.checkpoint as ocp
 import pytest
 
 from aigc_jax import train
-from configs import ct
+from tiny_config import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LONG = ('--config.num_steps=30', '--config.checkpoint_every=3', '--config.log_every=1',
         '--config.sample_every=100000')
-
-
-def _config(**overrides):
-  c = ct.get_config('test')
-  for key, value in overrides.items():
-    target = c
-    *path, leaf = key.split('.')
-    for p in path:
-      target = target[p]
-    target[leaf] = value
-  return c
 
 
 def _start(workdir, *extra):
@@ -75,7 +64,7 @@ def _logged_steps(workdir):
 
 @pytest.mark.slow  # ~3.5 min on 2 cores: three compiles of the step; run with `pytest -m slow`
 def test_sigkill_at_an_unpredictable_step_then_resume_gives_the_uninterrupted_result(tmp_path):
-  ref = train.train_and_evaluate(_config(**{'num_steps': 30, 'checkpoint_every': 3, 'log_every': 1,
+  ref = train.train_and_evaluate(tiny_config(**{'num_steps': 30, 'checkpoint_every': 3, 'log_every': 1,
                                             'sample_every': 100000}), str(tmp_path / 'ref'))
   work = str(tmp_path / 'killed')
   proc = _start(work, *LONG)
@@ -114,7 +103,7 @@ def _free_port():
 
 def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
   overrides = ('--config.num_steps=4', '--config.log_every=1')
-  one = train.train_and_evaluate(_config(num_steps=4, log_every=1), str(tmp_path / 'one'))
+  one = train.train_and_evaluate(tiny_config(num_steps=4, log_every=1), str(tmp_path / 'one'))
   env = {**os.environ, 'NUM_PROCESSES': '2', 'DEVICES_PER_PROCESS': '4', 'PORT': str(_free_port()),
          'PYTHON': sys.executable,
          'XLA_FLAGS': os.environ['XLA_FLAGS'].replace('--xla_force_host_platform_device_count=8', '')}
@@ -134,8 +123,8 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
 
 @pytest.mark.parametrize('mesh', [{'mesh.num_devices': 4}, {'mesh.data': 4, 'mesh.fsdp': 2, 'mesh.fsdp_min_size': 0}])
 def test_checkpoint_from_eight_devices_restores_on_another_mesh(tmp_path, mesh):
-  saved = train.train_and_evaluate(_config(), str(tmp_path))
-  restored = train.train_and_evaluate(_config(**mesh), str(tmp_path))  # num_steps reached: restore only
+  saved = train.train_and_evaluate(tiny_config(), str(tmp_path))
+  restored = train.train_and_evaluate(tiny_config(**mesh), str(tmp_path))  # num_steps reached: restore only
   leaf = jax.tree.leaves(restored.params)[0]
   assert len(leaf.sharding.mesh.devices.flat) == (4 if 'mesh.num_devices' in mesh else 8)
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
@@ -145,8 +134,8 @@ def test_checkpoint_from_eight_devices_restores_on_another_mesh(tmp_path, mesh):
 
 
 def test_compile_report_shows_fsdp_dividing_the_state():
-  replicated = train.compile_report(_config(batch_size=8))
-  split = train.compile_report(_config(**{'batch_size': 8, 'mesh.data': 1, 'mesh.fsdp': 8,
+  replicated = train.compile_report(tiny_config(batch_size=8))
+  split = train.compile_report(tiny_config(**{'batch_size': 8, 'mesh.data': 1, 'mesh.fsdp': 8,
                                           'mesh.fsdp_min_size': 0}))
   assert replicated['devices'] == split['devices'] == 8
   assert replicated['gflop_per_step'] > 0 and replicated['peak_mb_per_device'] > 0

@@ -11,19 +11,11 @@ import pytest
 from aigc_jax import checkpoint
 from aigc_jax import metrics
 from aigc_jax import train
-from configs import ct
+from tiny_config import tiny_config
 
 
 def _config(**overrides):
-  c = ct.get_config('test')
-  c.log_every = 1
-  for key, value in overrides.items():
-    target = c
-    *path, leaf = key.split('.')
-    for p in path:
-      target = target[p]
-    target[leaf] = value
-  return c
+  return tiny_config(**{"log_every": 1, **overrides})
 
 
 def _losses(workdir):
