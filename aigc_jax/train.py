@@ -63,6 +63,15 @@ class _Setup:
   batch_sharding: jax.sharding.NamedSharding
   step_fn: Any
 
+  @property
+  def abstract_state(self) -> Any:
+    """ShapeDtypeStructs that carry their shardings: restore targets and ahead-of-time inputs."""
+    return checkpoint.abstract_with_shardings(self.abstract, self.state_shardings)
+
+  @property
+  def num_params(self) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.abstract.params))
+
 
 def _setup(config: ml_collections.ConfigDict) -> _Setup:
   mesh = sharding.make_mesh(config.mesh)
@@ -96,7 +105,7 @@ def compile_report(config: ml_collections.ConfigDict) -> dict[str, float]:
   """
   s = _setup(config)
   t0 = time.perf_counter()
-  compiled = s.step_fn.lower(checkpoint.abstract_with_shardings(s.abstract, s.state_shardings),
+  compiled = s.step_fn.lower(s.abstract_state,
                              checkpoint.abstract_with_shardings(s.spec, {k: s.batch_sharding for k in s.spec})
                              ).compile()
   compile_s = time.perf_counter() - t0
@@ -106,7 +115,7 @@ def compile_report(config: ml_collections.ConfigDict) -> dict[str, float]:
   mb = lambda b: float(b) / 2 ** 20
   report = {
       'devices': float(s.mesh.size),
-      'params': float(sum(int(np.prod(x.shape)) for x in jax.tree.leaves(s.abstract.params))),
+      'params': float(s.num_params),
       'compile_s': compile_s,
       'gflop_per_step': float(cost.get('flops', 0.0)) / 1e9 if cost else 0.0,
   }
@@ -123,22 +132,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   """Trains `config` in `workdir`, resuming from the latest checkpoint there; returns the final state."""
   os.makedirs(workdir, exist_ok=True)
   s = _setup(config)
-  mesh, task, spec, batch_sharding, state_shardings = s.mesh, s.task, s.spec, s.batch_sharding, s.state_shardings
-  abstract, step_fn = s.abstract, s.step_fn
+  task, spec, batch_sharding, step_fn = s.task, s.spec, s.batch_sharding, s.step_fn
   rng = jax.random.PRNGKey(config.seed)
-  abstract_state = checkpoint.abstract_with_shardings(abstract, state_shardings)
   # Runs once: XLA's backend optimizations cost more (seconds of LLVM on the threefry bits) than they save.
-  init_jit = jax.jit(s.init_fn, out_shardings=state_shardings,
+  init_jit = jax.jit(s.init_fn, out_shardings=s.state_shardings,
                      compiler_options={'xla_backend_optimization_level': 0})
 
   data_iter = iter(pipeline.make_dataset(config.data, batch_size=config.batch_size,
                                          process_index=jax.process_index(), process_count=jax.process_count()))
   mngr = checkpoint.make_manager(workdir, config.checkpoint)
-  state, how = checkpoint.restore_or_init(mngr, abstract_state=abstract_state, data_iter=data_iter,
+  state, how = checkpoint.restore_or_init(mngr, abstract_state=s.abstract_state, data_iter=data_iter,
                                           init_fn=lambda: init_jit(rng), init_from=config.init_from)
   start_step = int(state.step)
-  num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract.params))
-  metrics_lib.log(f'{how} at step {start_step}; {num_params:,} parameters; mesh {dict(mesh.shape)}; '
+  metrics_lib.log(f'{how} at step {start_step}; {s.num_params:,} parameters; mesh {dict(s.mesh.shape)}; '
                   f'{jax.device_count()} {jax.devices()[0].platform} devices, {jax.process_count()} processes.')
 
   eval_fn = jax.jit(lambda params, key: task.evaluate(params, key, spec), out_shardings=batch_sharding)
