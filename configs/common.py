@@ -52,8 +52,23 @@ def ct_data(size: int) -> ml_collections.ConfigDict:
   d.seed = 0
   d.window_lo = -1000.0          # HU mapped to -1
   d.window_hi = 1000.0           # HU mapped to +1
+  d.lesion_prob = 0.3            # share of phantom slices with a lung nodule or liver mass
+  d.labels = ()                  # label keys to put in each batch, e.g. ('lesion', 'level') for conditioning
+  # Low-/full-dose pairs from the CT acquisition model (batches then carry 'low_dose' too).
+  d.pairs = False
+  d.low_photons = 2.5e4          # incident photons per ray of the low-dose scan (a quarter of full dose)
+  d.full_photons = 1e5
+  d.fov_mm = 400.0               # field of view: sets the pixel size, hence the noise at a given dose
+  # A prepared dataset: name = 'tfds:<name>' (python -m aigc_jax.data.prepare --output=<data_dir>).
+  d.data_dir = ''
+  d.split = 'train'
+  # Augmentation.
   d.hflip = False                # left-right flip would swap the liver side: off for anatomy
+  d.affine_deg = 0.0             # random rotation in [-deg, deg]
+  d.affine_scale = 0.0           # random zoom in [1 - s, 1 + s]
+  d.affine_shift = 0.0           # random shift, as a fraction of the image side
   d.shuffle = True
   d.num_threads = 2              # grain read threads
+  d.num_workers = 0              # grain worker processes (0: read in the training process)
   d.prefetch = 4
   return d

@@ -1,9 +1,12 @@
 import ml_collections
 import numpy as np
 import pytest
+from scipy import ndimage
 
+from aigc_jax.data import acquisition
 from aigc_jax.data import phantom
 from aigc_jax.data import pipeline
+from aigc_jax.data import prepare
 from configs import ct
 
 
@@ -16,16 +19,65 @@ def test_phantom_is_a_deterministic_function_of_seed_and_index():
   assert not np.array_equal(a, phantom.phantom_slice(1, 7, 64)[0])
 
 
-def test_phantom_has_air_lung_soft_tissue_and_bone_in_their_hu_ranges():
-  hu = np.stack([phantom.phantom_slice(0, i, 64)[0] for i in range(8)])
-  assert hu.shape == (8, 64, 64) and hu.dtype == np.float32
-  corners = hu[:, :4, :4]
-  assert abs(corners.mean() - (-1000)) < 10                       # air, with ~12 HU noise
-  frac = lambda lo, hi: np.mean((hu >= lo) & (hu <= hi))
-  assert frac(-950, -750) > 0.02                                   # lung parenchyma near -850
-  assert frac(-150, -50) > 0.03                                    # subcutaneous fat near -100
-  assert frac(0, 100) > 0.05                                       # muscle, blood, organs 20..80
-  assert frac(300, 2000) > 0.005                                   # bone >= 300
+def test_phantom_tissues_sit_in_their_published_hu_ranges():
+  seen = {name: [] for name in phantom.TISSUES.values()}
+  noisy = {name: [] for name in phantom.TISSUES.values()}
+  for i in range(24):
+    clean, _, tissue = phantom.phantom_slice(0, i, 64, noise_std=0.0, with_tissue=True)
+    hu, _ = phantom.phantom_slice(0, i, 64)
+    for cls, name in phantom.TISSUES.items():
+      seen[name].append(clean[tissue == cls])
+      noisy[name].append(hu[tissue == cls])
+  for name, (lo, hi) in phantom.HU_RANGES.items():
+    clean, hu = np.concatenate(seen[name]), np.concatenate(noisy[name])
+    assert clean.size > 20, name
+    assert lo <= clean.min() and clean.max() <= hi, (name, clean.min(), clean.max())  # every pure pixel
+    assert lo <= np.median(hu) <= hi, name          # with the 12 HU scan noise, the bulk stays in range
+  # Published values: air −1000, lung −900..−500 (aerated ≈ −850), fat −120..−80, soft tissue 20..80,
+  # bone ≥ 300: the range table itself must not drift.
+  assert phantom.HU_RANGES['air'][0] < -1000 < phantom.HU_RANGES['air'][1]
+  assert phantom.HU_RANGES['fat'] == (-120, -80) and phantom.HU_RANGES['soft_tissue'] == (20, 80)
+  assert phantom.HU_RANGES['lung'] == (-900, -500) and phantom.HU_RANGES['bone'][0] == 300
+
+
+def test_phantom_anatomy_follows_the_slice_level_and_lesions_carry_labels():
+  lung_share, kinds = [], set()
+  for i in range(60):
+    hu, lab, tissue = phantom.phantom_slice(3, i, 96, noise_std=0.0, with_tissue=True)
+    lung_share.append((float(lab['level']), np.mean(tissue == phantom.LUNG)))
+    kinds.add(int(lab['lesion_kind']))
+    if lab['lesion'] and lab['lesion_radius'] * 48 > 2:  # at least 2 pixels: a pure centre pixel
+      cy, cx = lab['lesion_center']
+      r, c = int((cy + 1) / 2 * 96), int((cx + 1) / 2 * 96)
+      host = phantom.HU_LUNG if lab['lesion_kind'] == phantom.LESION_NODULE else phantom.HU_LIVER
+      assert abs(hu[r, c] - (host + lab['lesion_contrast'])) < 1.0  # the label describes the pixels
+      assert lab['lesion_radius'] > 0
+  levels, share = np.array(lung_share).T
+  assert share[levels < 0.3].mean() > 2 * share[levels > 0.8].mean()  # lungs give way to the abdomen
+  assert kinds == {phantom.LESION_NONE, phantom.LESION_NODULE, phantom.LESION_MASS}
+  assert phantom.phantom_slice(0, 1, 512)[0].shape == (512, 512)
+
+
+def test_acquisition_noise_follows_the_dose_and_fbp_recovers_the_object():
+  hu, _, tissue = phantom.phantom_slice(0, 3, 64, noise_std=0.0, with_tissue=True)
+  rng = np.random.default_rng(0)
+  ideal = acquisition.simulate(hu, photons=0, rng=rng)
+  body = tissue >= phantom.FAT
+  interior = np.zeros_like(body)
+  for cls in (phantom.AIR, phantom.FAT, phantom.SOFT):  # 2 pixels away from any edge (edges blur in FBP)
+    interior |= ndimage.binary_erosion(tissue == cls, iterations=2)
+  err = (ideal - hu)[interior]
+  assert abs(err.mean()) < 3 and np.median(np.abs(err)) < 12, (err.mean(), np.median(np.abs(err)))
+  std = {}
+  for photons in (1e4, 4e4, 1.6e5):
+    d = [acquisition.simulate(hu, photons=photons, rng=rng) - ideal for _ in range(3)]
+    std[photons] = np.mean([x[body].std() for x in d])
+  # Poisson noise: 4x the photons halves the noise in HU.
+  assert 1.7 < std[1e4] / std[4e4] < 2.3 and 1.7 < std[4e4] / std[1.6e5] < 2.3, std
+  low, full = acquisition.dose_pair(hu, low_photons=2.5e4, full_photons=1e5, rng=rng)
+  assert (low - ideal)[body].std() > 1.6 * (full - ideal)[body].std()
+  with pytest.raises(ValueError, match='square'):
+    acquisition.simulate(np.zeros((4, 5)), photons=0, rng=rng)
 
 
 def _data_config(**kw):
@@ -76,6 +128,49 @@ def test_hflip_augmentation_flips_some_images_only():
   src = pipeline.make_source(cfg)
   flipped = [not np.array_equal(batch[i, ..., 0], pipeline.window(src[i]['hu'], -1000, 1000)) for i in range(16)]
   assert 0 < sum(flipped) < 16
+
+
+def test_pairs_labels_and_affine_augmentation_travel_together():
+  cfg = _data_config(num_train=64, shuffle=False, pairs=True, labels=('lesion', 'level'), affine_deg=10.0,
+                     affine_scale=0.1, affine_shift=0.05)
+  batch = next(iter(pipeline.make_dataset(cfg, batch_size=8, process_index=0, process_count=1)))
+  assert batch['image'].shape == batch['low_dose'].shape == (8, 16, 16, 1)
+  assert batch['lesion'].dtype == np.int32 and batch['level'].dtype == np.float32
+  plain = pipeline.make_source(_data_config(num_train=64, pairs=True))
+  np.testing.assert_allclose(batch['level'], [plain[i]['level'] for i in range(8)])
+  # The same warp for both images: air stays air in both where the full-dose image is air.
+  air = batch['image'] < -0.99
+  assert np.mean(batch['low_dose'][air] < -0.9) > 0.95
+  unwarped = np.stack([pipeline.window(plain[i]['hu'], -1000, 1000) for i in range(8)])[..., None]
+  assert not np.allclose(batch['image'], unwarped)
+  with pytest.raises(ValueError, match='labels asks for'):
+    next(iter(pipeline.make_dataset(_data_config(labels=('stage',)), batch_size=2, process_index=0,
+                                    process_count=1)))
+
+
+def test_prepared_dataset_feeds_the_pipeline_and_worker_processes_change_nothing(tmp_path):
+  prepare.prepare_phantom(output=str(tmp_path), name='ph32', size=32, counts={'train': 24})
+  cfg = _data_config(name='tfds:ph32', data_dir=str(tmp_path), num_threads=1)  # image_size 16: fitted
+  batches = pipeline.make_dataset(cfg, batch_size=4, process_index=0, process_count=1)
+  it = iter(batches)
+  first = [next(it)['image'] for _ in range(3)]
+  assert first[0].shape == (4, 16, 16, 1) and -1 <= first[0].min() and first[0].max() <= 1
+  cfg.num_workers = 2
+  it = iter(pipeline.make_dataset(cfg, batch_size=4, process_index=0, process_count=1))
+  np.testing.assert_array_equal(next(it)['image'], first[0])
+  state = it.get_state()  # what a checkpoint saves, taken with workers running
+  for b in first[1:]:
+    np.testing.assert_array_equal(next(it)['image'], b)
+  resumed = iter(pipeline.make_dataset(cfg, batch_size=4, process_index=0, process_count=1))
+  resumed.set_state(state)
+  np.testing.assert_array_equal(next(resumed)['image'], first[1])
+  assert pipeline.throughput(_data_config(), batch_size=8, num_batches=4, warmup=1) > 0
+  with pytest.raises(ValueError, match='data_dir'):
+    pipeline.make_source(_data_config(name='tfds:ph32'))
+  with pytest.raises(FileNotFoundError, match='aigc_jax.data.prepare'):
+    pipeline.make_source(_data_config(name='tfds:nothing_here', data_dir=str(tmp_path)))
+  with pytest.raises(ValueError, match='no split'):
+    pipeline.make_source(_data_config(name='tfds:ph32', data_dir=str(tmp_path), split='test'))
 
 
 def test_bad_source_and_batch_are_named():

@@ -1,8 +1,11 @@
 """The command line as a user runs it, in a subprocess (flags, config overrides, resume)."""
 
+import json
 import os
 import subprocess
 import sys
+
+import scan_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,3 +39,26 @@ def test_unknown_config_key_fails_at_once_and_names_it(tmp_path):
 def test_unknown_variant_is_named(tmp_path):
   out = _main('--config=configs/ct.py:runlokal', f'--workdir={tmp_path}')
   assert out.returncode != 0 and "unknown variant 'runlokal'" in out.stderr
+
+
+def test_main_trains_on_a_prepared_dicom_dataset(tmp_path):
+  scan_files.ct_series(str(tmp_path / 'scans' / 'patient'), 3)
+  prep = subprocess.run([sys.executable, '-m', 'aigc_jax.data.prepare', f'--input={tmp_path / "scans"}',
+                         f'--output={tmp_path / "tfds"}', '--name=my_ct', '--size=16', '--val_fraction=0',
+                         '--test_fraction=0'], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert prep.returncode == 0, prep.stderr[-3000:]
+  assert 'train' in prep.stdout and '3 examples' in prep.stdout
+  out = _main('--config=configs/ct.py:test', f'--workdir={tmp_path / "run"}', '--config.num_steps=2',
+              '--config.data.name=tfds:my_ct', f'--config.data.data_dir={tmp_path / "tfds"}')
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'step 2/2' in out.stderr
+  missing = _main('--config=configs/ct.py:test', f'--workdir={tmp_path / "run2"}',
+                  '--config.data.name=tfds:not_prepared', f'--config.data.data_dir={tmp_path / "tfds"}')
+  assert missing.returncode != 0 and 'aigc_jax.data.prepare' in missing.stderr
+
+
+def test_data_benchmark_prints_examples_per_second():
+  out = subprocess.run([sys.executable, '-m', 'aigc_jax.data.benchmark', '--config=configs/ct.py:test',
+                        '--batches=3'], cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert json.loads(out.stdout.strip().splitlines()[-1])['data_examples_per_s'] > 0

@@ -1,0 +1,306 @@
+r"""Writes a training dataset (TFDS, ArrayRecord) from users' scans or from the built-in phantom.
+
+Users' DICOM series and NIfTI volumes:
+
+  python -m aigc_jax.data.prepare --input=/path/to/scans --output=/path/to/tfds --name=my_ct \
+      [--modality=CT] [--layout=2d|3d] [--size=256] [--spacing=0.8,0.8] [--val_fraction=0.1 --test_fraction=0.1]
+
+Fixed splits of the built-in phantom (optionally with low-/full-dose pairs from the acquisition model):
+
+  python -m aigc_jax.data.prepare --phantom --output=/path/to/tfds --name=phantom_ct64 --size=64 \
+      --phantom_examples=train:2000,validation:256,test:256 [--pairs]
+
+Train on the result with `--config.data.name=tfds:my_ct --config.data.data_dir=/path/to/tfds`.
+
+De-identification: only pixels, spacing, modality and a salted hash of the patient (for the split and for
+patient-level evaluation) are written. The salt is never written; pass your own `--salt` (kept secret) to get
+the same splits on a rerun. Files that cannot be used are skipped with a reason in
+`<output>/<name>/prepare_report.json`; files there are numbered in the order of `find INPUT -type f | sort`
+(paths are written only with `--report_paths`, since folder names are often patient names or IDs).
+Exit code 0 when examples were written, 1 when nothing was.
+"""
+
+import collections
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+from aigc_jax.data import geometry
+from aigc_jax.data import phantom
+from aigc_jax.data import records
+from aigc_jax.data import scans
+
+CT_RANGE = (-1024.0, 3071.0)  # 12-bit CT; values outside (e.g. −2048/−3024 beyond the scan circle) are clipped
+SPLITS = ('train', 'validation', 'test')
+
+
+def parse_spacing(text: str) -> tuple[float, ...]:
+  if not text:
+    return ()
+  try:
+    vals = tuple(float(v) for v in text.split(','))
+  except ValueError:
+    raise ValueError(f'--spacing={text!r}: give mm as "row,col" or "row,col,slice", e.g. 0.8,0.8') from None
+  if len(vals) not in (2, 3) or min(vals) <= 0:
+    raise ValueError(f'--spacing={text!r}: give 2 or 3 positive numbers (mm), e.g. 0.8,0.8 or 1,1,2.5')
+  return vals
+
+
+def patient_hash(key: str, salt: str) -> bytes:
+  return hashlib.sha256(f'{salt}\x00{key}'.encode()).digest()
+
+
+def assign_split(digest: bytes, val_fraction: float, test_fraction: float) -> str:
+  """Whole patients go to one split, by a uniform number drawn from their salted hash."""
+  u = int.from_bytes(digest[:8], 'big') / 2.0 ** 64
+  return 'test' if u < test_fraction else 'validation' if u < test_fraction + val_fraction else 'train'
+
+
+class _Stats:
+  """Running intensity statistics of the training split (percentiles from a seeded subsample)."""
+
+  def __init__(self):
+    self.n, self.total, self.sq, self.lo, self.hi = 0, 0.0, 0.0, np.inf, -np.inf
+    self.sample, self._rng = [], np.random.default_rng(0)
+
+  def add(self, vol: np.ndarray):
+    v = vol.astype(np.float64).ravel()
+    self.n += v.size
+    self.total, self.sq = self.total + v.sum(), self.sq + (v * v).sum()
+    self.lo, self.hi = min(self.lo, v.min()), max(self.hi, v.max())
+    self.sample.append(self._rng.choice(v, size=min(v.size, 20_000), replace=False))
+
+  def result(self) -> dict[str, float]:
+    if not self.n:
+      return {}
+    mean = self.total / self.n
+    pct = np.percentile(np.concatenate(self.sample), [1, 5, 50, 95, 99])
+    return {'mean': mean, 'std': float(np.sqrt(max(self.sq / self.n - mean * mean, 0.0))),
+            'min': float(self.lo), 'max': float(self.hi),
+            **{f'p{q}': float(x) for q, x in zip((1, 5, 50, 95, 99), pct)}}
+
+
+def _check_name(name: str):
+  if not re.fullmatch(r'[a-z][a-z0-9_]*', name or ''):
+    raise ValueError(f'--name={name!r}: use lower-case letters, digits and underscores, starting with a letter.')
+
+
+def prepare_scans(*, input_dir: str, output: str, name: str, modality: str = 'CT', layout: str = '2d',
+                  spacing: tuple[float, ...] = (), size: int = 256, val_fraction: float = 0.1,
+                  test_fraction: float = 0.1, salt: str = '', report_paths: bool = False) -> dict:
+  """Ingests every usable DICOM series / NIfTI volume under `input_dir`; returns the summary (also in the report).
+
+  Never raises for a bad file: it is skipped with its reason. Raises ValueError/FileNotFoundError/
+  FileExistsError for bad arguments, before anything is written.
+  """
+  _check_name(name)
+  if layout not in ('2d', '3d'):
+    raise ValueError(f'--layout={layout!r}: use 2d (slices) or 3d (volumes).')
+  if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
+    raise ValueError('--val_fraction and --test_fraction must be >= 0 and leave some patients for training.')
+  if os.path.exists(records.dataset_dir(output, name)):
+    raise FileExistsError(f'{records.dataset_dir(output, name)} already exists: choose another --name or delete it.')
+  files = scans.list_files(input_dir)
+  series, skipped, problems = scans.find_series(files, input_dir, modality, layout)
+  is_ct = modality.upper() == 'CT'
+  salt = salt or secrets.token_hex(16)
+  os.makedirs(os.path.join(output, name), exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix='.prepare-', dir=os.path.join(output, name))
+  try:
+    volumes, stats, spacings = [], _Stats(), []
+    patients = collections.defaultdict(set)
+    for n, s in enumerate(series):
+      digest = patient_hash(s.patient_key, salt)
+      split = assign_split(digest, val_fraction, test_fraction)
+      try:
+        vol = scans.load(s, files, skipped, layout)
+        if is_ct:
+          vol = np.clip(vol, *CT_RANGE)
+        vol, sp = geometry.resample(vol, s.spacing, target=spacing, size=size,
+                                    fill=CT_RANGE[0] if is_ct else float(vol.min()))
+      except (scans.Skip, geometry.NoSpacing) as e:
+        problems.append(f'series {n} ({len(s.files)} files): {e}')
+        continue
+      path = os.path.join(tmp, f'{n}.npy')
+      np.save(path, np.round(vol).astype(np.int16) if is_ct else vol)
+      volumes.append((split, path, sp, int.from_bytes(digest[8:16], 'big') >> 1, len(vol)))
+      patients[split].add(digest)
+      spacings.append(sp)
+      if split == 'train':
+        stats.add(vol)
+    counts = {k: {'patients': len(patients[k]),
+                  'volumes': sum(v[0] == k for v in volumes),
+                  'examples': sum((v[4] if layout == '2d' else 1) for v in volumes if v[0] == k)}
+              for k in SPLITS}
+    summary = {
+        'modality': modality.upper(), 'units': 'HU' if is_ct else 'stored values after the modality LUT',
+        'layout': layout, 'size': size, 'target_spacing_mm': list(spacing), 'counts': counts,
+        'spacing_mm': ({'median': np.median(spacings, 0).tolist(), 'min': np.min(spacings, 0).tolist(),
+                        'max': np.max(spacings, 0).tolist()} if spacings else {}),
+        'intensity_train': stats.result(),
+        'files_seen': len(files), 'files_skipped': len(skipped), 'series_skipped': len(problems),
+    }
+    written = {k for k in SPLITS if counts[k]['examples']}
+    report = {**summary, 'written_splits': sorted(written),
+              'skip_reasons': dict(collections.Counter(skipped.values()).most_common()),
+              'skipped_files': [{'file': (os.path.relpath(files[i], input_dir) if report_paths else i),
+                                 'reason': r} for i, r in sorted(skipped.items())],
+              'series_problems': problems,
+              'series_notes': sorted({note for s in series for note in s.notes})}
+    if written:
+      dtype = np.int16 if is_ct else np.float32
+      img_shape = ((size, size) if size else (None, None)) if layout == '2d' else (
+          (None, size, size) if size else (None, None, None))
+      features = {'image': _tensor(img_shape, dtype, encoding='zlib'), 'spacing': _tensor((3,), np.float32),
+                  'patient': _tensor((), np.int64)}
+      if layout == '2d':
+        features.update(slice=_tensor((), np.int32), num_slices=_tensor((), np.int32))
+      records.write(name, output, features,
+                    {k: _scan_examples(volumes, k, layout) for k in SPLITS if k in written},
+                    summary, description=f'{modality.upper()} scans prepared by aigc_jax.data.prepare')
+    with open(os.path.join(output, name, 'prepare_report.json'), 'w') as f:
+      json.dump(report, f, indent=1)
+    return report
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _tensor(shape, dtype, encoding='none'):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  # zlib: scans compress about 2x and it is what TFDS needs for more than one unknown dimension.
+  return tfds.features.Tensor(shape=shape, dtype=dtype, encoding=encoding)
+
+
+def _scan_examples(volumes, split: str, layout: str):
+  def gen():
+    for s, path, sp, patient, _ in volumes:
+      if s != split:
+        continue
+      vol = np.load(path)
+      common = {'spacing': np.asarray(sp, np.float32), 'patient': np.int64(patient)}
+      if layout == '3d':
+        yield {'image': vol, **common}
+      else:
+        for k, img in enumerate(vol):
+          yield {'image': img, 'slice': np.int32(k), 'num_slices': np.int32(len(vol)), **common}
+  return gen
+
+
+def parse_counts(text: str) -> dict[str, int]:
+  try:
+    counts = {k: int(v) for k, v in (item.split(':') for item in text.split(','))}
+  except ValueError:
+    raise ValueError(f'--phantom_examples={text!r}: write split:count pairs, e.g. train:2000,test:256') from None
+  if not counts or min(counts.values()) <= 0:
+    raise ValueError(f'--phantom_examples={text!r}: every split needs a positive count.')
+  return counts
+
+
+def prepare_phantom(*, output: str, name: str, size: int, counts: dict[str, int], pairs: bool = False,
+                    low_photons: float = 2.5e4, full_photons: float = 1e5, fov_mm: float = 400.0,
+                    seed: int = 0) -> dict:
+  """Fixed splits of the built-in phantom. Split k (in the order given) uses seed `seed + k`, so 'train'
+  with seed 0 holds exactly the first examples the online `phantom_ct` source (seed 0) yields."""
+  _check_name(name)
+  sources = {split: phantom.PhantomCT(seed=seed + k, size=size, num_examples=n,
+                                      dose=(low_photons, full_photons, fov_mm) if pairs else None)
+             for k, (split, n) in enumerate(counts.items())}
+  hu = lambda x: np.round(np.clip(x, -32768, 32767)).astype(np.int16)
+  pixel = fov_mm / size
+
+  def examples(src):
+    def gen():
+      for i in range(len(src)):
+        ex = dict(src[i])
+        out = {'image': hu(ex.pop('hu')), 'spacing': np.asarray([pixel, pixel, 0.0], np.float32)}
+        if 'hu_low' in ex:
+          out['low_dose'] = hu(ex.pop('hu_low'))
+        yield {**out, **ex}
+    return gen
+
+  img = _tensor((size, size), np.int16, encoding='zlib')
+  features = {'image': img, 'spacing': _tensor((3,), np.float32),
+              'level': _tensor((), np.float32), 'lesion': _tensor((), np.int32),
+              'lesion_kind': _tensor((), np.int32), 'lesion_center': _tensor((2,), np.float32),
+              'lesion_radius': _tensor((), np.float32), 'lesion_contrast': _tensor((), np.float32)}
+  if pairs:
+    features['low_dose'] = img
+  summary = {'modality': 'CT', 'units': 'HU', 'layout': '2d', 'size': size, 'source': 'phantom_ct',
+             'seeds': {s: seed + k for k, s in enumerate(counts)},
+             'counts': {s: {'examples': n} for s, n in counts.items()},
+             'dose': {'low_photons': low_photons, 'full_photons': full_photons, 'fov_mm': fov_mm} if pairs else {}}
+  records.write(name, output, features, {s: examples(src) for s, src in sources.items()}, summary,
+                description='Built-in procedural CT phantom (aigc_jax.data.phantom)')
+  return summary
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('input', None, 'Folder of DICOM files and/or NIfTI volumes (searched recursively).')
+flags.DEFINE_string('output', None, 'TFDS data_dir to write into (the dataset goes to OUTPUT/NAME/1.0.0).')
+flags.DEFINE_string('name', None, 'Dataset name (snake_case); train with --config.data.name=tfds:NAME.')
+flags.DEFINE_string('modality', 'CT', 'DICOM Modality to keep (CT, MR, CR, DX, ...); NIfTI is taken as this.')
+flags.DEFINE_enum('layout', '2d', ['2d', '3d'], 'One example per slice (2d) or per volume (3d).')
+flags.DEFINE_integer('size', 256, 'Fit slices into size × size (aspect kept, padded); 0 keeps the native size.')
+flags.DEFINE_string('spacing', '', 'Resample to this spacing in mm first: "row,col" or "row,col,slice".')
+flags.DEFINE_float('val_fraction', 0.1, 'Share of patients in the validation split.')
+flags.DEFINE_float('test_fraction', 0.1, 'Share of patients in the test split.')
+flags.DEFINE_string('salt', '', 'Secret salt for the patient hash (random when empty: splits differ per run).')
+flags.DEFINE_bool('report_paths', False, 'Write input paths into the skip report (they may hold identifiers).')
+flags.DEFINE_bool('phantom', False, 'Write splits of the built-in phantom instead of reading --input.')
+flags.DEFINE_string('phantom_examples', 'train:2000,validation:256,test:256', 'split:count pairs (--phantom).')
+flags.DEFINE_bool('pairs', False, 'With --phantom: add low-dose reconstructions (key low_dose) to each slice.')
+flags.DEFINE_float('low_photons', 2.5e4, 'Incident photons per ray of the low-dose scan (--pairs).')
+flags.DEFINE_float('full_photons', 1e5, 'Incident photons per ray of the full-dose scan (--pairs).')
+flags.DEFINE_integer('seed', 0, 'Phantom seed of the first split.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  for flag in ('output', 'name') + (() if FLAGS.phantom else ('input',)):
+    if not getattr(FLAGS, flag):
+      raise app.UsageError(f'--{flag} is required.')
+  try:
+    if FLAGS.phantom:
+      summary = prepare_phantom(output=FLAGS.output, name=FLAGS.name, size=FLAGS.size or 64,
+                                counts=parse_counts(FLAGS.phantom_examples), pairs=FLAGS.pairs,
+                                low_photons=FLAGS.low_photons, full_photons=FLAGS.full_photons, seed=FLAGS.seed)
+      logging.info('Wrote %s to %s: %s', FLAGS.name, records.dataset_dir(FLAGS.output, FLAGS.name),
+                   json.dumps(summary['counts']))
+      return 0
+    report = prepare_scans(
+        input_dir=FLAGS.input, output=FLAGS.output, name=FLAGS.name, modality=FLAGS.modality,
+        layout=FLAGS.layout, spacing=parse_spacing(FLAGS.spacing), size=FLAGS.size,
+        val_fraction=FLAGS.val_fraction, test_fraction=FLAGS.test_fraction, salt=FLAGS.salt,
+        report_paths=FLAGS.report_paths)
+  except (ValueError, FileNotFoundError, FileExistsError) as e:
+    print(f'prepare: {e}', file=sys.stderr)
+    return 1
+  print(f'files seen: {report["files_seen"]}, skipped: {report["files_skipped"]}; '
+        f'series left out: {report["series_skipped"]}')
+  for reason, n in report['skip_reasons'].items():
+    print(f'  skipped {n:5d} × {reason}')
+  for split, c in report['counts'].items():
+    print(f'  {split:10s} {c["patients"]:5d} patients {c["volumes"]:5d} volumes {c["examples"]:7d} examples')
+  where = os.path.join(FLAGS.output, FLAGS.name)
+  if not report['written_splits']:
+    print(f'Nothing written: no usable series. Reasons in {where}/prepare_report.json.')
+    return 1
+  if not FLAGS.salt:
+    print('Splits used a random salt; pass --salt=<secret> to reproduce them on a rerun.')
+  print(f'Wrote {records.dataset_dir(FLAGS.output, FLAGS.name)}; report in {where}/prepare_report.json')
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)
