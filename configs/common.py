@@ -22,7 +22,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.mesh.num_devices = -1        # -1: all devices
   c.mesh.data = -1               # -1: whatever the other axes leave
   c.mesh.fsdp = 1
+  c.mesh.tensor = 1              # tensor-parallel devices share examples and split kernels by the rules
   c.mesh.fsdp_min_size = 2 ** 14  # parameters smaller than this stay replicated
+  # Logical axis (named by the models) → mesh axis or None. Convs: output channels over fsdp, input channels
+  # over tensor; dense layers and attention: Megatron-style, features/heads over tensor, the rest over fsdp.
+  c.mesh.rules = (('conv_in', 'tensor'), ('conv_out', 'fsdp'), ('embed', 'fsdp'), ('mlp', 'tensor'),
+                  ('heads', 'tensor'), ('kv', None))
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adam'          # adam | sgd
@@ -68,7 +73,7 @@ def ct_data(size: int) -> ml_collections.ConfigDict:
   d.affine_scale = 0.0           # random zoom in [1 - s, 1 + s]
   d.affine_shift = 0.0           # random shift, as a fraction of the image side
   d.shuffle = True
-  d.num_threads = 2              # grain read threads
+  d.num_threads = 1              # grain read threads: the phantom is CPU-bound Python, 2 threads were slower
   d.num_workers = 0              # grain worker processes (0: read in the training process)
   d.prefetch = 4
   return d
