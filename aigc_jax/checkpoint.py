@@ -47,26 +47,29 @@ def _checkpoints_dir(path: str) -> epath.Path:
   return p / 'checkpoints' if (p / 'checkpoints').is_dir() else p
 
 
-def restore_params(path: str, target: dict[str, Any]) -> dict[str, Any]:
-  """Reads only the entries of `target` (e.g. {'params', 'ema_params'}) from the latest checkpoint at `path`."""
+def restore_params(path: str, target: dict[str, Any], *, flag: str = 'config.init_from') -> dict[str, Any]:
+  """Reads only the entries of `target` (e.g. {'params', 'ema_params'}) from the latest checkpoint at `path`.
+
+  The result also holds 'step', the checkpoint's step. `flag` names the setting that gave `path`, for errors.
+  """
   directory = _checkpoints_dir(path)
   if not directory.is_dir():
-    raise FileNotFoundError(f'config.init_from={path!r}: no such folder. Give a workdir of an earlier run '
+    raise FileNotFoundError(f'{flag}={path!r}: no such folder. Give a workdir of an earlier run '
                             'or its checkpoints/ folder.')
   with ocp.CheckpointManager(directory, item_names=ITEMS,
                              options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:
     step = mngr.latest_step()
     if step is None:
-      raise FileNotFoundError(f'config.init_from={path!r}: no checkpoint in {directory}.')
+      raise FileNotFoundError(f'{flag}={path!r}: no checkpoint in {directory}.')
     logging.info('Initializing %s from %s step %d.', sorted(target), directory, step)
     try:
       restored = mngr.restore(step, args=ocp.args.Composite(
           state=ocp.args.PyTreeRestore(target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
                                        partial_restore=True)))
     except (ValueError, KeyError, TypeError) as e:
-      raise ValueError(f'config.init_from={path!r}: its parameters do not fit this config\'s model '
+      raise ValueError(f'{flag}={path!r}: its parameters do not fit this config\'s model '
                        f'(different architecture?): {e}') from None
-  return restored['state']
+  return {**restored['state'], 'step': step}
 
 
 def restore_or_init(mngr: ocp.CheckpointManager, *, abstract_state: Any, data_iter: Any,

@@ -1,37 +1,45 @@
 """The device mesh and where every array lives on it.
 
-Mesh axes are ('data', 'fsdp'). The batch is split over both (every device sees different examples);
-parameters and optimizer state are replicated, except that with fsdp > 1 each large array is split along
-its largest dimension divisible by the fsdp size (ZeRO-3 style: XLA gathers it for the forward pass and
-reduce-scatters its gradient). The rule is shape-based, so it covers params, EMA and Adam moments alike.
+Mesh axes are ('data', 'fsdp', 'tensor'). The batch is split over data and fsdp (those devices see
+different examples; the devices along 'tensor' share theirs). Parameters are placed by name, not by shape:
+models name each kernel's dimensions with logical axes (`nn.with_logical_partitioning`: a conv kernel is
+(None, None, 'conv_in', 'conv_out'), attention's query (embed, heads, kv)), and `config.mesh.rules` maps
+each logical axis to a mesh axis or None. Mapping to 'fsdp' gives ZeRO-3-style sharding (XLA gathers the
+kernel for the forward pass and reduce-scatters its gradient); mapping to 'tensor' gives Megatron-style
+tensor parallelism. A dimension stays whole when its mesh axis has size 1, is already used by another
+dimension of the array, or does not divide it; arrays below `fsdp_min_size` elements and arrays without
+names (biases, norm scales) are replicated. The EMA and the optimizer's moments follow their parameters.
 """
 
+import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+import optax
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-AXES = ('data', 'fsdp')
+AXES = ('data', 'fsdp', 'tensor')
 BATCH_AXES = ('data', 'fsdp')
 
 
 def make_mesh(config: ml_collections.ConfigDict, devices=None) -> Mesh:
-  """The mesh for `config.mesh`: `num_devices` devices (-1: all) as a data x fsdp grid (-1: fill)."""
+  """The mesh for `config.mesh`: `num_devices` devices (-1: all) as a data x fsdp x tensor grid (-1: fill)."""
   devices = list(jax.devices() if devices is None else devices)
   n = len(devices) if config.num_devices == -1 else config.num_devices
   if not 1 <= n <= len(devices):
     raise ValueError(f'config.mesh.num_devices={config.num_devices} but {len(devices)} devices are visible.')
   devices = devices[:n]
-  shape = [config.data, config.fsdp]
+  shape = [config.data, config.fsdp, config.tensor]
+  described = f'data={config.data} x fsdp={config.fsdp} x tensor={config.tensor}'
   if shape.count(-1) > 1:
-    raise ValueError('config.mesh: at most one of data, fsdp may be -1.')
+    raise ValueError('config.mesh: at most one of data, fsdp, tensor may be -1.')
   known = int(np.prod([s for s in shape if s != -1]))
   if n % known:
-    raise ValueError(f'config.mesh data={config.data} x fsdp={config.fsdp} does not divide {n} devices.')
+    raise ValueError(f'config.mesh {described} does not divide {n} devices.')
   shape = [n // known if s == -1 else s for s in shape]
   if int(np.prod(shape)) != n:
-    raise ValueError(f'config.mesh data={shape[0]} x fsdp={shape[1]} != {n} devices; set one axis to -1.')
+    raise ValueError(f'config.mesh {described} != {n} devices; set one axis to -1.')
   try:
     grid = mesh_utils.create_device_mesh(shape, devices)
   except (ValueError, AssertionError, NotImplementedError):
@@ -48,23 +56,44 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def array_spec(shape: tuple[int, ...], fsdp: int, min_size: int) -> P:
-  """PartitionSpec for one parameter-like array under the FSDP rule."""
-  if fsdp <= 1 or int(np.prod(shape, dtype=np.int64)) < min_size:
+def logical_spec(names: tuple[str | None, ...], shape: tuple[int, ...], mesh: Mesh,
+                 config: ml_collections.ConfigDict) -> P:
+  """Mesh PartitionSpec for one array whose dimensions carry logical `names` (see the module doc)."""
+  if not names or int(np.prod(shape, dtype=np.int64)) < config.fsdp_min_size:
     return P()
-  for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):
-    if shape[dim] % fsdp == 0:
-      spec = [None] * len(shape)
-      spec[dim] = 'fsdp'
-      return P(*spec)
-  return P()
+  rules = dict(config.rules)
+  out, used = [], set()
+  for dim, name in zip(shape, names):
+    if name is not None and name not in rules:
+      raise ValueError(f'The model names an axis {name!r} that config.mesh.rules does not map; add '
+                       f'({name!r}, None) to replicate it or ({name!r}, "fsdp") to shard it.')
+    axis = rules.get(name) if name is not None else None
+    if axis is None or axis in used or mesh.shape[axis] == 1 or dim % mesh.shape[axis]:
+      out.append(None)
+    else:
+      out.append(axis)
+      used.add(axis)
+  return P(*out)
 
 
-def tree_shardings(abstract_tree, mesh: Mesh, config: ml_collections.ConfigDict):
-  """A NamedSharding for every leaf of a tree of arrays / ShapeDtypeStructs (e.g. the train state)."""
-  fsdp = mesh.shape['fsdp']
-  return jax.tree.map(
-      lambda x: NamedSharding(mesh, array_spec(tuple(x.shape), fsdp, config.fsdp_min_size)), abstract_tree)
+def state_shardings(abstract_state, logical_params, tx: optax.GradientTransformation, mesh: Mesh,
+                    config: ml_collections.ConfigDict):
+  """NamedShardings for a TrainState: params and EMA by their logical names, the optimizer's per-parameter
+  state (Adam's moments) like its parameter, everything else (step, counts, RNG) replicated.
+
+  Args:
+    abstract_state: the unboxed TrainState of ShapeDtypeStructs.
+    logical_params: `nn.get_partition_spec` of the boxed params (None where a leaf has no names).
+    tx: the optimizer that made `abstract_state.opt_state`.
+    mesh, config: the mesh and `config.mesh`.
+  """
+  params = jax.tree.map(
+      lambda names, x: NamedSharding(mesh, logical_spec(tuple(names or ()), tuple(x.shape), mesh, config)),
+      logical_params, abstract_state.params, is_leaf=lambda x: x is None or isinstance(x, P))
+  repl = replicated(mesh)
+  opt = optax.tree_map_params(tx, lambda _, sh: sh, abstract_state.opt_state, params,
+                              transform_non_params=lambda _: repl)
+  return abstract_state.replace(step=repl, params=params, opt_state=opt, ema_params=params, rng=repl)
 
 
 def check_batch(batch_size: int, mesh: Mesh) -> None:

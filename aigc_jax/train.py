@@ -9,6 +9,7 @@ import os
 import time
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -83,10 +84,13 @@ def _setup(config: ml_collections.ConfigDict) -> _Setup:
 
   def init_fn(rng):
     param_rng, state_rng = jax.random.split(rng)
-    return train_state.create(task.init(param_rng, spec), tx, state_rng)
+    # The state holds plain arrays; the logical axis names the model attached only steer the shardings.
+    return train_state.create(nn.meta.unbox(task.init(param_rng, spec)), tx, state_rng)
 
-  abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(config.seed))
-  state_shardings = sharding.tree_shardings(abstract, mesh, config.mesh)
+  key = jax.random.PRNGKey(config.seed)
+  logical = nn.get_partition_spec(jax.eval_shape(task.init, key, spec))
+  abstract = jax.eval_shape(init_fn, key)
+  state_shardings = sharding.state_shardings(abstract, logical, tx, mesh, config.mesh)
   step_fn = jax.jit(
       functools.partial(train_step, task=task, tx=tx, lr_schedule=lr_schedule, ema_decay=config.optim.ema_decay),
       in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None), donate_argnums=0)
@@ -132,6 +136,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   """Trains `config` in `workdir`, resuming from the latest checkpoint there; returns the final state."""
   os.makedirs(workdir, exist_ok=True)
   s = _setup(config)
+  if jax.process_index() == 0:  # what `aigc_jax.sample` and `evaluate` rebuild the model from
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=1))
   task, spec, batch_sharding, step_fn = s.task, s.spec, s.batch_sharding, s.step_fn
   rng = jax.random.PRNGKey(config.seed)
   # Runs once: XLA's backend optimizations cost more (seconds of LLVM on the threefry bits) than they save.

@@ -121,7 +121,8 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
                one.params, final)
 
 
-@pytest.mark.parametrize('mesh', [{'mesh.num_devices': 4}, {'mesh.data': 4, 'mesh.fsdp': 2, 'mesh.fsdp_min_size': 0}])
+@pytest.mark.parametrize('mesh', [{'mesh.num_devices': 4}, {'mesh.data': 4, 'mesh.fsdp': 2, 'mesh.fsdp_min_size': 0},
+                                  {'mesh.data': 2, 'mesh.fsdp': 2, 'mesh.tensor': 2, 'mesh.fsdp_min_size': 0}])
 def test_checkpoint_from_eight_devices_restores_on_another_mesh(tmp_path, mesh):
   saved = train.train_and_evaluate(tiny_config(), str(tmp_path))
   restored = train.train_and_evaluate(tiny_config(**mesh), str(tmp_path))  # num_steps reached: restore only

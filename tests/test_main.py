@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pydicom
+from pydicom import pixels
 import scan_files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,6 +29,21 @@ def test_main_trains_then_resumes(tmp_path):
   again = _main('--config=configs/ct.py:test', f'--workdir={workdir}', '--config.num_steps=3')
   assert again.returncode == 0, again.stderr[-3000:]
   assert 'resumed at step 2' in again.stderr and 'step 3/3' in again.stderr
+
+  # The sampling command on that run: EMA params of the latest checkpoint → a synthetic DICOM series.
+  out = subprocess.run([sys.executable, '-m', 'aigc_jax.sample', f'--workdir={workdir}', '--num=3', '--batch=4',
+                        '--format=dicom', '--sample_steps=2'], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  folder = os.path.join(workdir, 'exports', 'step_3_dicom')
+  files = sorted(f for f in os.listdir(folder) if f.endswith('.dcm'))
+  assert files == ['IMG0000.dcm', 'IMG0001.dcm', 'IMG0002.dcm']
+  ds = pydicom.dcmread(os.path.join(folder, files[0]))
+  hu = pixels.apply_modality_lut(ds.pixel_array, ds)
+  assert ds.Rows == 16 and -1000 <= hu.min() and hu.max() <= 1000  # the config's window, back in HU
+  assert 'step 3' in ds.ImageComments and json.load(open(os.path.join(folder, 'provenance.json')))['synthetic']
+  missing = subprocess.run([sys.executable, '-m', 'aigc_jax.sample', f'--workdir={tmp_path / "nothing"}'],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert missing.returncode != 0 and 'config.json not found' in missing.stderr
 
 
 def test_unknown_config_key_fails_at_once_and_names_it(tmp_path):

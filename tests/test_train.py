@@ -27,14 +27,18 @@ def _assert_trees_equal(a, b):
   jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)), a, b)
 
 
-def test_eight_devices_and_fsdp_match_one_device(tmp_path):
+def test_eight_devices_and_fsdp_with_tensor_parallelism_match_one_device(tmp_path):
   one = train.train_and_evaluate(_config(**{'mesh.num_devices': 1}), str(tmp_path / 'one'))
   eight = train.train_and_evaluate(_config(), str(tmp_path / 'eight'))
-  fsdp = train.train_and_evaluate(_config(**{'mesh.data': 4, 'mesh.fsdp': 2, 'mesh.fsdp_min_size': 0}),
-                                  str(tmp_path / 'fsdp'))
+  fsdp = train.train_and_evaluate(
+      _config(**{'mesh.data': 2, 'mesh.fsdp': 2, 'mesh.tensor': 2, 'mesh.fsdp_min_size': 0}),
+      str(tmp_path / 'fsdp'))
   assert len(eight.params['Conv_0']['kernel'].sharding.device_set) == 8
   specs = {str(x.sharding.spec) for x in jax.tree.leaves(fsdp.params)}
-  assert any('fsdp' in s for s in specs), specs  # FSDP really split some parameters
+  # Kernels really split over both axes, by their logical names (conv: in → tensor, out → fsdp).
+  assert "P(None, None, 'tensor', 'fsdp')" in specs, specs
+  assert fsdp.opt_state[1].mu['mid_res0']['Conv_0']['kernel'].sharding == fsdp.params['mid_res0']['Conv_0'][
+      'kernel'].sharding  # Adam's moments live where their parameter lives
   ref = _losses(tmp_path / 'one')
   assert len(ref) == 4
   for name in ('eight', 'fsdp'):

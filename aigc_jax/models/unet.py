@@ -13,6 +13,24 @@ import jax
 import jax.numpy as jnp
 
 
+# Logical names of kernel dimensions; `config.mesh.rules` maps them to mesh axes (see sharding.py).
+CONV_AXES = (None, None, 'conv_in', 'conv_out')
+DENSE_AXES = ('embed', 'mlp')
+QKV_AXES = ('embed', 'heads', 'kv')
+OUT_AXES = ('heads', 'kv', 'embed')
+_lecun = nn.initializers.lecun_normal()
+_zeros = nn.initializers.zeros
+
+
+def conv(features: int, kernel=(3, 3), *, dtype, zero_init: bool = False, **kw) -> nn.Conv:
+  init = _zeros if zero_init else _lecun
+  return nn.Conv(features, kernel, dtype=dtype, kernel_init=nn.with_logical_partitioning(init, CONV_AXES), **kw)
+
+
+def dense(features: int, *, dtype, **kw) -> nn.Dense:
+  return nn.Dense(features, dtype=dtype, kernel_init=nn.with_logical_partitioning(_lecun, DENSE_AXES), **kw)
+
+
 def timestep_embedding(t: jax.Array, dim: int, max_period: float = 10_000.0) -> jax.Array:
   """Sinusoidal embedding of (possibly fractional) timesteps, shape [B] -> [B, dim]."""
   half = dim // 2
@@ -30,14 +48,14 @@ class ResBlock(nn.Module):
   @nn.compact
   def __call__(self, x, temb, train: bool):
     h = nn.silu(nn.GroupNorm(self.norm_groups, dtype=self.dtype)(x))
-    h = nn.Conv(self.features, (3, 3), dtype=self.dtype)(h)
-    h = h + nn.Dense(self.features, dtype=self.dtype)(nn.silu(temb))[:, None, None, :]
+    h = conv(self.features, dtype=self.dtype)(h)
+    h = h + dense(self.features, dtype=self.dtype)(nn.silu(temb))[:, None, None, :]
     h = nn.silu(nn.GroupNorm(self.norm_groups, dtype=self.dtype)(h))
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     # Zero-initialised last conv: each block starts as the identity, which keeps deep U-Nets stable.
-    h = nn.Conv(self.features, (3, 3), dtype=self.dtype, kernel_init=nn.initializers.zeros)(h)
+    h = conv(self.features, dtype=self.dtype, zero_init=True)(h)
     if x.shape[-1] != self.features:
-      x = nn.Conv(self.features, (1, 1), dtype=self.dtype)(x)
+      x = conv(self.features, (1, 1), dtype=self.dtype)(x)
     return x + h
 
 
@@ -51,14 +69,17 @@ class AttentionBlock(nn.Module):
     b, hgt, wid, c = x.shape
     heads = max(c // self.head_channels, 1)
     h = nn.GroupNorm(self.norm_groups, dtype=self.dtype)(x).reshape(b, hgt * wid, c)
-    q, k, v = (nn.DenseGeneral((heads, c // heads), dtype=self.dtype, name=n)(h) for n in ('query', 'key', 'value'))
+    qkv_init = nn.with_logical_partitioning(_lecun, QKV_AXES)
+    q, k, v = (nn.DenseGeneral((heads, c // heads), dtype=self.dtype, kernel_init=qkv_init, name=n)(h)
+               for n in ('query', 'key', 'value'))
     # Plain einsum attention with the 1/sqrt(d) folded into q: on XLA:CPU this beats
     # jax.nn.dot_product_attention by ~1.5x (see STACK.md); softmax in float32 for bf16 safety.
     q = q * (q.shape[-1] ** -0.5)
     logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)
     weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
     out = jnp.einsum('bhqk,bkhd->bqhd', weights, v)
-    out = nn.DenseGeneral(c, axis=(-2, -1), dtype=self.dtype, kernel_init=nn.initializers.zeros, name='out')(out)
+    out = nn.DenseGeneral(c, axis=(-2, -1), dtype=self.dtype, name='out',
+                          kernel_init=nn.with_logical_partitioning(_zeros, OUT_AXES))(out)
     return x + out.reshape(b, hgt, wid, c)
 
 
@@ -96,10 +117,10 @@ class UNet(nn.Module):
 
     temb_dim = self.channels[0] * 4
     temb = timestep_embedding(t, self.channels[0])
-    temb = nn.Dense(temb_dim, dtype=dtype)(temb)
-    temb = nn.Dense(temb_dim, dtype=dtype)(nn.silu(temb))
+    temb = dense(temb_dim, dtype=dtype)(temb)
+    temb = dense(temb_dim, dtype=dtype)(nn.silu(temb))
 
-    h = nn.Conv(self.channels[0], (3, 3), dtype=dtype)(x.astype(dtype))
+    h = conv(self.channels[0], dtype=dtype)(x.astype(dtype))
     skips = [h]
     for level, (feat, use_attn) in enumerate(zip(self.channels, self.attention_levels)):
       for i in range(self.num_res_blocks):
@@ -108,7 +129,7 @@ class UNet(nn.Module):
           h = attn(f'down{level}_attn{i}')(h)
         skips.append(h)
       if level != len(self.channels) - 1:
-        h = nn.Conv(feat, (3, 3), strides=(2, 2), dtype=dtype)(h)
+        h = conv(feat, strides=(2, 2), dtype=dtype)(h)
         skips.append(h)
 
     h = res(self.channels[-1], 'mid_res0')(h, temb, train)
@@ -124,8 +145,8 @@ class UNet(nn.Module):
       if level != 0:
         b, hh, ww, c = h.shape
         h = jax.image.resize(h, (b, hh * 2, ww * 2, c), method='nearest')
-        h = nn.Conv(feat, (3, 3), dtype=dtype)(h)
+        h = conv(feat, dtype=dtype)(h)
 
     h = nn.silu(nn.GroupNorm(self.norm_groups, dtype=dtype)(h))
-    h = nn.Conv(out_channels, (3, 3), dtype=dtype, kernel_init=nn.initializers.zeros)(h)
+    h = conv(out_channels, dtype=dtype, zero_init=True)(h)
     return h.astype(jnp.float32)

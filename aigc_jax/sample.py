@@ -1,0 +1,113 @@
+r"""Samples from a trained run and writes them as PNG, DICOM or NIfTI.
+
+  python -m aigc_jax.sample --workdir=runs/ct_local --num=64 --format=dicom [--out=DIR] [--seed=0]
+
+Rebuilds the model from `<workdir>/config.json` (written by the trainer), loads the latest checkpoint's EMA
+parameters, samples with the config's sampler (override with `--config.task.<key>=...` style flags below),
+maps the [-1, 1] outputs back to HU through the config's window, and writes:
+  png:   one grid image, `samples.png`
+  dicom: one synthetic CT series, IMG0000.dcm … (see `aigc_jax/export.py` for how they are marked)
+  nifti: one volume `samples.nii.gz`, a sample per slice
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+import jax
+import ml_collections
+import numpy as np
+
+from aigc_jax import checkpoint
+from aigc_jax import export
+from aigc_jax import metrics
+from aigc_jax import tasks
+from aigc_jax.data import pipeline
+from aigc_jax.data import records
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'A training workdir (holds config.json and checkpoints/).')
+flags.DEFINE_integer('num', 16, 'Number of images.')
+flags.DEFINE_enum('format', 'png', ['png', 'dicom', 'nifti'], 'Output format.')
+flags.DEFINE_string('out', '', 'Output folder (default: <workdir>/exports/step_<step>_<format>).')
+flags.DEFINE_integer('seed', 0, 'Sampling seed: the same seed gives the same images.')
+flags.DEFINE_integer('batch', 16, 'Images per compiled sampling call.')
+flags.DEFINE_integer('sample_steps', 0, 'Override config.task.sample_steps (DDIM steps); 0 keeps it.')
+flags.DEFINE_float('ddim_eta', -1.0, 'Override config.task.ddim_eta; negative keeps it.')
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(f'{path} not found: --workdir must be a folder a training run wrote '
+                            '(python -m aigc_jax.main ... --workdir=<it>).')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def pixel_mm(data: ml_collections.ConfigDict) -> float:
+  """In-plane pixel size of the training images, for the exported geometry."""
+  if data.name.startswith('tfds:'):
+    meta = records.info(data.name[len('tfds:'):], data.data_dir).metadata
+    median = (meta.get('spacing_mm') or {}).get('median')
+    size = meta.get('size') or 0
+    if median and size:
+      return float(median[0]) * size / data.image_size
+    return 1.0
+  return float(data.fov_mm) / data.image_size
+
+
+def generate(workdir: str, *, num: int, seed: int = 0, batch: int = 16,
+             overrides: dict | None = None) -> tuple[np.ndarray, int, ml_collections.ConfigDict]:
+  """[num, H, W] images in HU from the latest EMA parameters in `workdir`; also the step and the config."""
+  config = load_config(workdir)
+  for key, value in (overrides or {}).items():
+    config.task[key] = value
+  config.task.num_samples = batch
+  task = tasks.build(config)
+  spec = pipeline.batch_spec(config.data, 1)
+  abstract = jax.eval_shape(lambda k: task.init(k, spec), jax.random.PRNGKey(0))
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  loaded = checkpoint.restore_params(workdir, {'ema_params': nn.meta.unbox(abstract)}, flag='--workdir')
+  shape = (batch,) + tuple(spec['image'].shape[1:])
+  sample = jax.jit(lambda p, k: task.sample(p, k, shape))
+  out = []
+  for i in range(-(-num // batch)):
+    out.append(np.asarray(sample(loaded['ema_params'], jax.random.fold_in(jax.random.PRNGKey(seed), i))))
+  images = np.concatenate(out)[:num, ..., 0]
+  return pipeline.unwindow(images, config.data.window_lo, config.data.window_hi), loaded['step'], config
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not FLAGS.workdir:
+    raise app.UsageError('--workdir is required.')
+  metrics.quiet_library_logs()
+  overrides = {}
+  if FLAGS.sample_steps:
+    overrides['sample_steps'] = FLAGS.sample_steps
+  if FLAGS.ddim_eta >= 0:
+    overrides['ddim_eta'] = FLAGS.ddim_eta
+  hu, step, config = generate(FLAGS.workdir, num=FLAGS.num, seed=FLAGS.seed, batch=FLAGS.batch,
+                              overrides=overrides)
+  out = FLAGS.out or os.path.join(FLAGS.workdir, 'exports', f'step_{step}_{FLAGS.format}')
+  os.makedirs(out, exist_ok=True)
+  desc = export.provenance(FLAGS.workdir, step, config.to_json_best_effort(), {'seed': FLAGS.seed})
+  mm = pixel_mm(config.data)
+  if FLAGS.format == 'png':
+    x = pipeline.window(hu, config.data.window_lo, config.data.window_hi)[..., None]
+    metrics.save_png(os.path.join(out, 'samples.png'), metrics.image_grid(x))
+  elif FLAGS.format == 'dicom':
+    export.write_dicom_series(hu, out, pixel_mm=mm, description=desc)
+  else:
+    export.write_nifti(hu, os.path.join(out, 'samples.nii.gz'), pixel_mm=mm, description=desc)
+  with open(os.path.join(out, 'provenance.json'), 'w') as f:
+    json.dump({'workdir': os.path.abspath(FLAGS.workdir), 'step': step, 'num': FLAGS.num, 'seed': FLAGS.seed,
+               'format': FLAGS.format, 'pixel_mm': mm, 'description': desc, 'synthetic': True}, f, indent=1)
+  print(f'Wrote {FLAGS.num} synthetic images (step {step}) as {FLAGS.format} to {out}')
+
+
+if __name__ == '__main__':
+  app.run(main)
