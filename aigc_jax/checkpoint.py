@@ -61,7 +61,7 @@ def restore_params(path: str, target: dict[str, Any], *, flag: str = 'config.ini
     step = mngr.latest_step()
     if step is None:
       raise FileNotFoundError(f'{flag}={path!r}: no checkpoint in {directory}.')
-    logging.info('Initializing %s from %s step %d.', sorted(target), directory, step)
+    logging.info('Reading %s from %s step %d.', sorted(target), directory, step)
     try:
       restored = mngr.restore(step, args=ocp.args.Composite(
           state=ocp.args.PyTreeRestore(target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),

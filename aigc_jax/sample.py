@@ -35,6 +35,9 @@ flags.DEFINE_integer('seed', 0, 'Sampling seed: the same seed gives the same ima
 flags.DEFINE_integer('batch', 16, 'Images per compiled sampling call.')
 flags.DEFINE_integer('sample_steps', 0, 'Override config.task.sample_steps (DDIM steps); 0 keeps it.')
 flags.DEFINE_float('ddim_eta', -1.0, 'Override config.task.ddim_eta; negative keeps it.')
+flags.DEFINE_float('guidance', -1.0, 'Classifier-free guidance scale w for a conditional model; negative keeps '
+                   'config.task.guidance.')
+flags.DEFINE_integer('label', -1, 'Class to sample for a conditional model; -1 cycles through the classes.')
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -58,8 +61,8 @@ def pixel_mm(data: ml_collections.ConfigDict) -> float:
   return float(data.fov_mm) / data.image_size
 
 
-def generate(workdir: str, *, num: int, seed: int = 0, batch: int = 16,
-             overrides: dict | None = None) -> tuple[np.ndarray, int, ml_collections.ConfigDict]:
+def generate(workdir: str, *, num: int, seed: int = 0, batch: int = 16, overrides: dict | None = None,
+             label: int = -1) -> tuple[np.ndarray, int, ml_collections.ConfigDict]:
   """[num, H, W] images in HU from the latest EMA parameters in `workdir`; also the step and the config."""
   config = load_config(workdir)
   for key, value in (overrides or {}).items():
@@ -71,7 +74,12 @@ def generate(workdir: str, *, num: int, seed: int = 0, batch: int = 16,
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   loaded = checkpoint.restore_params(workdir, {'ema_params': nn.meta.unbox(abstract)}, flag='--workdir')
   shape = (batch,) + tuple(spec['image'].shape[1:])
-  sample = jax.jit(lambda p, k: task.sample(p, k, shape))
+  labels = None
+  if label >= 0:
+    if not 0 <= label < config.model.num_classes:
+      raise ValueError(f'--label={label}: this model has config.model.num_classes={config.model.num_classes}.')
+    labels = np.full((batch,), label, np.int32)
+  sample = jax.jit(lambda p, k: task.sample(p, k, shape, labels))
   out = []
   for i in range(-(-num // batch)):
     out.append(np.asarray(sample(loaded['ema_params'], jax.random.fold_in(jax.random.PRNGKey(seed), i))))
@@ -90,11 +98,14 @@ def main(argv):
     overrides['sample_steps'] = FLAGS.sample_steps
   if FLAGS.ddim_eta >= 0:
     overrides['ddim_eta'] = FLAGS.ddim_eta
+  if FLAGS.guidance >= 0:
+    overrides['guidance'] = FLAGS.guidance
   hu, step, config = generate(FLAGS.workdir, num=FLAGS.num, seed=FLAGS.seed, batch=FLAGS.batch,
-                              overrides=overrides)
+                              overrides=overrides, label=FLAGS.label)
   out = FLAGS.out or os.path.join(FLAGS.workdir, 'exports', f'step_{step}_{FLAGS.format}')
   os.makedirs(out, exist_ok=True)
-  desc = export.provenance(FLAGS.workdir, step, config.to_json_best_effort(), {'seed': FLAGS.seed})
+  extra = {'seed': FLAGS.seed, **overrides, **({'label': FLAGS.label} if FLAGS.label >= 0 else {})}
+  desc = export.provenance(FLAGS.workdir, step, config.to_json_best_effort(), extra)
   mm = pixel_mm(config.data)
   if FLAGS.format == 'png':
     x = pipeline.window(hu, config.data.window_lo, config.data.window_hi)[..., None]

@@ -31,12 +31,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.dtype = 'bfloat16'     # compute dtype; parameters and optimizer state stay float32
   c.model.remat = False
 
+  c.model.num_classes = 0        # > 0: class-conditional (see task.condition_on)
+
   c.task = ml_collections.ConfigDict()
   c.task.name = 'diffusion'
+  c.task.objective = 'diffusion'  # diffusion | flow (rectified flow, velocity prediction)
+  c.task.prediction = 'eps'      # diffusion target: eps | v | x0
   c.task.schedule = 'cosine'     # linear | cosine
+  c.task.zero_terminal_snr = False  # rescale to ᾱ_T = 0 (needs v or x0; use timestep_spacing='trailing')
   c.task.timesteps = 1000
-  c.task.sampler = 'ddim'        # ddim | ddpm
-  c.task.sample_steps = 100      # ddim steps (ddpm always uses all timesteps)
+  c.task.sampler = 'ddim'        # ddim | ddpm (diffusion); euler | heun (flow)
+  c.task.sample_steps = 100      # ddim / flow steps (ddpm always uses all timesteps)
+  c.task.timestep_spacing = 'leading'  # ddim: leading | trailing
+  # Classifier-free guidance: condition on a label the data puts in each batch (config.data.labels), e.g.
+  # --config.task.condition_on=lesion --config.model.num_classes=2 --config.data.labels="('lesion',)".
+  c.task.condition_on = ''
+  c.task.cond_dropout = 0.1      # share of training labels replaced by "no label"
+  c.task.guidance = 1.0          # w: 1 = conditional, > 1 = stronger guidance, 0 = unconditional
   # Stochastic DDIM (eta=1) corrects the denoiser's errors as it goes; with eta=0 a part of a young model's
   # samples keep high-frequency noise (seen on the runlocal variant: 5 of 16 noisy at eta=0, none at eta=1).
   c.task.ddim_eta = 1.0

@@ -92,6 +92,8 @@ class UNet(nn.Module):
     num_res_blocks: res blocks per level on the way down (one more on the way up, as in DDPM).
     head_channels: features per attention head.
     out_channels: None keeps the input's channel count.
+    num_classes: > 0 adds a learned class embedding to the time embedding; class `num_classes` is the
+      "no label" token that classifier-free guidance trains with and samples against.
   """
   channels: Sequence[int] = (64, 128, 128)
   attention_levels: Sequence[bool] = (False, True, True)
@@ -102,9 +104,10 @@ class UNet(nn.Module):
   out_channels: int | None = None
   dtype: str = 'float32'
   remat: bool = False
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x, t, *, train: bool = False):
+  def __call__(self, x, t, y=None, *, train: bool = False):
     if len(self.attention_levels) != len(self.channels):
       raise ValueError(f'model.attention_levels has {len(self.attention_levels)} entries but model.channels '
                        f'has {len(self.channels)}; give one bool per level.')
@@ -119,6 +122,9 @@ class UNet(nn.Module):
     temb = timestep_embedding(t, self.channels[0])
     temb = dense(temb_dim, dtype=dtype)(temb)
     temb = dense(temb_dim, dtype=dtype)(nn.silu(temb))
+    if self.num_classes:
+      y = jnp.full((x.shape[0],), self.num_classes, jnp.int32) if y is None else y
+      temb = temb + nn.Embed(self.num_classes + 1, temb_dim, dtype=dtype, name='class_embed')(y)
 
     h = conv(self.channels[0], dtype=dtype)(x.astype(dtype))
     skips = [h]

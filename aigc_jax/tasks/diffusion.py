@@ -1,44 +1,105 @@
-"""Image diffusion: ε-prediction training and DDIM/DDPM sampling with the EMA parameters."""
+"""Image diffusion and flow matching, optionally conditioned on a label with classifier-free guidance.
+
+`config.task.objective`: 'diffusion' (DDPM/DDIM; the model predicts `prediction` = eps | v | x0 on a linear or
+cosine schedule, optionally rescaled to zero terminal SNR) or 'flow' (rectified flow; the model predicts the
+velocity). Samplers: ddim | ddpm for diffusion, euler | heun for flow; all are jitted `lax.scan` loops.
+
+Conditioning (`config.task.condition_on`, a label key that `config.data.labels` puts in the batch, and
+`config.model.num_classes`): during training the label is replaced by the "no label" token with probability
+`cond_dropout`, so one network learns both p(x | y) and p(x); sampling mixes them with `guidance` w:
+out = out(∅) + w · (out(y) − out(∅)) (Ho & Salimans 2022). w = 1 is plain conditional sampling.
+"""
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from aigc_jax import diffusion
+from aigc_jax import flow
 from aigc_jax import models
 from aigc_jax.tasks import task
 
 
+def drop_labels(y: jax.Array, rng: jax.Array, p: float, null: int) -> jax.Array:
+  """Each label replaced by the `null` token with probability p (classifier-free guidance training)."""
+  return jnp.where(jax.random.uniform(rng, y.shape) < p, null, y)
+
+
+def guided(apply, x: jax.Array, t: jax.Array, y: jax.Array, null: int, scale: float) -> jax.Array:
+  """Classifier-free guidance: one batched call for the conditional and unconditional outputs."""
+  if scale == 1.0:
+    return apply(x, t, y)
+  both = apply(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
+               jnp.concatenate([y, jnp.full_like(y, null)]))
+  cond, uncond = jnp.split(both, 2)
+  return uncond + scale * (cond - uncond)
+
+
 class DiffusionTask(task.Task):
-  """Learns p(image) from batches {'image': [B, H, W, C] in [-1, 1]}."""
+  """Learns p(image) (or p(image | label)) from batches {'image': [B, H, W, C] in [-1, 1], label: [B]}."""
 
   def __init__(self, config: ml_collections.ConfigDict):
+    t = config.task
     self.model = models.build(config.model)
-    self.schedule = diffusion.make_schedule(config.task.schedule, config.task.timesteps)
-    self.sampler = config.task.sampler
-    if self.sampler not in ('ddim', 'ddpm'):
-      raise ValueError(f'config.task.sampler={self.sampler!r}; use "ddim" or "ddpm".')
-    self.sample_steps = config.task.sample_steps
-    self.ddim_eta = config.task.ddim_eta
-    self.num_samples = config.task.num_samples
+    self.objective, self.sampler, self.prediction = t.objective, t.sampler, t.prediction
+    samplers = {'diffusion': ('ddim', 'ddpm'), 'flow': ('euler', 'heun')}
+    if self.objective not in samplers:
+      raise ValueError(f'config.task.objective={self.objective!r}; use "diffusion" or "flow".')
+    if self.sampler not in samplers[self.objective]:
+      raise ValueError(f'config.task.sampler={self.sampler!r} does not sample a {self.objective} model; use one '
+                       f'of {samplers[self.objective]}.')
+    self.schedule = diffusion.make_schedule(t.schedule, t.timesteps, zero_terminal_snr=t.zero_terminal_snr)
+    if self.objective == 'diffusion':
+      diffusion.check_prediction(self.prediction, self.schedule)
+      diffusion.timesteps(t.timesteps, t.sample_steps, t.timestep_spacing)  # fail now, not at the first sample
+    self.spacing = t.timestep_spacing
+    self.sample_steps, self.ddim_eta, self.num_samples = t.sample_steps, t.ddim_eta, t.num_samples
+    self.cond_key, self.num_classes = t.condition_on, config.model.num_classes
+    self.cond_dropout, self.guidance = t.cond_dropout, t.guidance
+    if self.cond_key:
+      if self.num_classes < 1:
+        raise ValueError(f'config.task.condition_on={self.cond_key!r} needs config.model.num_classes >= 1 '
+                         '(the number of label values).')
+      if self.cond_key not in config.data.labels:
+        raise ValueError(f'config.task.condition_on={self.cond_key!r} is not in config.data.labels='
+                         f'{tuple(config.data.labels)}; add it so that batches carry it.')
+
+  def _labels(self, batch):
+    return batch[self.cond_key].astype(jnp.int32) if self.cond_key else None
 
   def init(self, rng, batch):
     x = jnp.zeros((1,) + tuple(batch['image'].shape[1:]), jnp.float32)
-    return self.model.init({'params': rng}, x, jnp.zeros((1,), jnp.int32))['params']
+    y = jnp.zeros((1,), jnp.int32) if self.num_classes else None
+    return self.model.init({'params': rng}, x, jnp.zeros((1,), jnp.int32), y)['params']
 
   def loss(self, params, batch, rng):
-    model_rng, dropout_rng = jax.random.split(rng)
-    eps_fn = lambda x, t: self.model.apply({'params': params}, x, t, train=True, rngs={'dropout': dropout_rng})
-    per_example = diffusion.eps_loss(eps_fn, self.schedule, batch['image'], model_rng)
-    loss = jnp.mean(per_example)
-    return loss, {}
+    model_rng, dropout_rng, label_rng = jax.random.split(rng, 3)
+    y = self._labels(batch)
+    if y is not None and self.cond_dropout:
+      y = drop_labels(y, label_rng, self.cond_dropout, self.num_classes)
+    model_fn = lambda x, t: self.model.apply({'params': params}, x, t, y, train=True,
+                                             rngs={'dropout': dropout_rng})
+    if self.objective == 'flow':
+      per_example = flow.loss(model_fn, batch['image'], model_rng)
+    else:
+      per_example = diffusion.loss(model_fn, self.schedule, batch['image'], model_rng,
+                                   prediction=self.prediction)
+    return jnp.mean(per_example), {}
 
-  def sample(self, params, rng, shape):
-    """Images of `shape` [N, H, W, C] in [-1, 1] from the reverse process."""
-    eps_fn = lambda x, t: self.model.apply({'params': params}, x, t)
+  def sample(self, params, rng, shape, labels=None):
+    """Images of `shape` [N, H, W, C] in [-1, 1]; `labels` [N] (default: cycling through the classes)."""
+    apply = lambda x, t, y: self.model.apply({'params': params}, x, t, y)
+    if self.num_classes:
+      y = jnp.arange(shape[0]) % self.num_classes if labels is None else jnp.asarray(labels, jnp.int32)
+      model_fn = lambda x, t: guided(apply, x, t, y, self.num_classes, self.guidance)
+    else:
+      model_fn = lambda x, t: apply(x, t, None)
+    if self.objective == 'flow':
+      return flow.sample(model_fn, rng, shape, num_steps=self.sample_steps, method=self.sampler)
     if self.sampler == 'ddpm':
-      return diffusion.ddpm_sample(eps_fn, self.schedule, rng, shape)
-    return diffusion.ddim_sample(eps_fn, self.schedule, rng, shape, num_steps=self.sample_steps, eta=self.ddim_eta)
+      return diffusion.ddpm_sample(model_fn, self.schedule, rng, shape, prediction=self.prediction)
+    return diffusion.ddim_sample(model_fn, self.schedule, rng, shape, num_steps=self.sample_steps,
+                                 eta=self.ddim_eta, prediction=self.prediction, spacing=self.spacing)
 
   def evaluate(self, params, rng, batch):
     shape = (self.num_samples,) + batch['image'].shape[1:]
