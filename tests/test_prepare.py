@@ -200,3 +200,31 @@ def test_nifti_is_shown_in_the_radiological_view_whatever_its_voxel_order(tmp_pa
     vol = src[i]['hu']
     rows, cols = np.nonzero(vol[0])
     assert (rows.tolist(), cols.tolist()) == ([1], [1])  # row 1 of 8 (anterior), column 1 (patient's right)
+
+
+def test_inconsistent_series_are_skipped_and_monochrome1_is_inverted(tmp_path):
+  inp = tmp_path / 'in'
+  scan_files.ct_series(str(inp / 'same_position'), 2, step_mm=0.0)      # two slices at one position
+  scan_files.ct_series(str(inp / 'mixed_sizes'), 2)
+  ds = pydicom.dcmread(str(inp / 'mixed_sizes' / 'y.dcm'))
+  small = ds.pixel_array[:64, :64].copy()
+  ds.Rows, ds.Columns, ds.PixelData = 64, 64, small.tobytes()
+  scan_files.write(ds, str(inp / 'mixed_sizes' / 'y.dcm'))
+  scan_files.ct_series(str(inp / 'gap'), 4)
+  os.remove(inp / 'gap' / 'x.dcm')                                       # slice 2 of 4 missing: uneven
+  ds = pydicom.dcmread(scan_files.pydicom_file('CT_small.dcm'))
+  ds.SeriesInstanceUID = ds.SOPInstanceUID = generate_uid()
+  ds.PhotometricInterpretation = 'MONOCHROME1'
+  scan_files.write(ds, str(inp / 'mono1.dcm'))
+  report = prepare.prepare_scans(input_dir=str(inp), output=str(tmp_path / 'out'), name='odd', layout='3d',
+                                 size=0, val_fraction=0, test_fraction=0)
+  problems = ' | '.join(report['series_problems'])
+  assert 'same position' in problems and 'different sizes' in problems and 'uneven slice spacing' in problems
+  assert report['counts']['train']['volumes'] == 1  # only the MONOCHROME1 slice is usable in 3-D
+  vol = records.TfdsSource('odd', data_dir=str(tmp_path / 'out'), split='train')[0]['hu'][0]
+  hu = ds.pixel_array.astype(np.float32) - 1024.0
+  np.testing.assert_array_equal(vol, np.clip(hu.max() + hu.min() - hu, -1024, 3071))  # denser = brighter
+  # In 2-D the series with a missing slice is still usable, slice by slice.
+  report = prepare.prepare_scans(input_dir=str(inp), output=str(tmp_path / 'out2'), name='odd2', layout='2d',
+                                 size=0, val_fraction=0, test_fraction=0)
+  assert report['counts']['train']['examples'] == 1 + 3 and 'uneven slice spacing' in report['series_notes']
