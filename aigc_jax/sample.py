@@ -27,17 +27,21 @@ from aigc_jax.data import pipeline
 from aigc_jax.data import records
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'A training workdir (holds config.json and checkpoints/).')
-flags.DEFINE_integer('num', 16, 'Number of images.')
-flags.DEFINE_enum('format', 'png', ['png', 'dicom', 'nifti'], 'Output format.')
-flags.DEFINE_string('out', '', 'Output folder (default: <workdir>/exports/step_<step>_<format>).')
-flags.DEFINE_integer('seed', 0, 'Sampling seed: the same seed gives the same images.')
-flags.DEFINE_integer('batch', 16, 'Images per compiled sampling call.')
-flags.DEFINE_integer('sample_steps', 0, 'Override config.task.sample_steps (DDIM steps); 0 keeps it.')
-flags.DEFINE_float('ddim_eta', -1.0, 'Override config.task.ddim_eta; negative keeps it.')
-flags.DEFINE_float('guidance', -1.0, 'Classifier-free guidance scale w for a conditional model; negative keeps '
-                   'config.task.guidance.')
-flags.DEFINE_integer('label', -1, 'Class to sample for a conditional model; -1 cycles through the classes.')
+
+
+def define_flags():
+  """Only for the command: importing this module (evaluate imports sample) must not define flags twice."""
+  flags.DEFINE_string('workdir', None, 'A training workdir (holds config.json and checkpoints/).')
+  flags.DEFINE_integer('num', 16, 'Number of images.')
+  flags.DEFINE_enum('format', 'png', ['png', 'dicom', 'nifti'], 'Output format.')
+  flags.DEFINE_string('out', '', 'Output folder (default: <workdir>/exports/step_<step>_<format>).')
+  flags.DEFINE_integer('seed', 0, 'Sampling seed: the same seed gives the same images.')
+  flags.DEFINE_integer('batch', 16, 'Images per compiled sampling call.')
+  flags.DEFINE_integer('sample_steps', 0, 'Override config.task.sample_steps (DDIM steps); 0 keeps it.')
+  flags.DEFINE_float('ddim_eta', -1.0, 'Override config.task.ddim_eta; negative keeps it.')
+  flags.DEFINE_float('guidance', -1.0, 'Classifier-free guidance scale w for a conditional model; negative keeps '
+                     'config.task.guidance.')
+  flags.DEFINE_integer('label', -1, 'Class to sample for a conditional model; -1 cycles through the classes.')
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -90,8 +94,6 @@ def generate(workdir: str, *, num: int, seed: int = 0, batch: int = 16, override
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not FLAGS.workdir:
-    raise app.UsageError('--workdir is required.')
   metrics.quiet_library_logs()
   overrides = {}
   if FLAGS.sample_steps:
@@ -121,4 +123,6 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
+  flags.mark_flag_as_required('workdir')
   app.run(main)

@@ -41,6 +41,15 @@ def test_main_trains_then_resumes(tmp_path):
   hu = pixels.apply_modality_lut(ds.pixel_array, ds)
   assert ds.Rows == 16 and -1000 <= hu.min() and hu.max() <= 1000  # the config's window, back in HU
   assert 'step 3' in ds.ImageComments and json.load(open(os.path.join(folder, 'provenance.json')))['synthetic']
+  # The evaluation command on the same run: a JSON report with every section, and the audit's image.
+  ev = subprocess.run([sys.executable, '-m', 'aigc_jax.evaluate', f'--workdir={workdir}', '--num=4', '--batch=4',
+                       '--audit_train=16'], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert ev.returncode == 0, ev.stderr[-3000:]
+  report = json.load(open(os.path.join(workdir, 'eval', 'step_3.json')))
+  assert set(report) >= {'realism', 'diversity', 'memorization', 'feature_metrics'}
+  assert report['memorization']['train_examples'] == 16 and 0 <= report['memorization']['flagged_share'] <= 1
+  assert report['realism']['hu_w1']['all'] > 0 and 'not computed' in report['feature_metrics']
+  assert os.path.exists(os.path.join(workdir, 'eval', 'nearest_pairs_3.png'))
   missing = subprocess.run([sys.executable, '-m', 'aigc_jax.sample', f'--workdir={tmp_path / "nothing"}'],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert missing.returncode != 0 and 'config.json not found' in missing.stderr

@@ -1,0 +1,133 @@
+"""Image-quality, realism, diversity and memorization metrics as plain functions of numpy arrays.
+
+Used by `python -m aigc_jax.evaluate` and by the restoration models (PSNR/SSIM/RMSE against a target). All
+are offline and deterministic given their inputs (and a seed where they subsample or bootstrap).
+"""
+
+import numpy as np
+from scipy import linalg
+from scipy import ndimage
+from scipy import stats
+
+# Tissue bands (HU) for per-band histogram distances and anatomy checks.
+BANDS = {'air': (-1100, -900), 'lung': (-900, -500), 'fat': (-150, -50), 'soft_tissue': (-50, 150),
+         'bone': (300, 3100)}
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang, Simoncelli & Bovik (2003)
+
+
+def rmse(x: np.ndarray, y: np.ndarray) -> float:
+  return float(np.sqrt(np.mean((np.asarray(x, np.float64) - np.asarray(y, np.float64)) ** 2)))
+
+
+def psnr(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
+  """10·log10(range² / MSE) in dB; `data_range` is the span of valid values (e.g. the HU window width)."""
+  mse = rmse(x, y) ** 2
+  return float('inf') if mse == 0 else float(10.0 * np.log10(data_range ** 2 / mse))
+
+
+def _ssim_maps(x, y, data_range, sigma=1.5):
+  """SSIM and its contrast-structure part, as maps (Gaussian window σ = 1.5, K1 = 0.01, K2 = 0.03)."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+  blur = lambda a: ndimage.gaussian_filter(a, sigma, truncate=3.5, mode='reflect')
+  mx, my = blur(x), blur(y)
+  vx, vy, cov = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+  cs = (2 * cov + c2) / (vx + vy + c2)
+  return (2 * mx * my + c1) / (mx * mx + my * my + c1) * cs, cs
+
+
+def ssim(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
+  """Mean structural similarity of two 2-D images (Wang et al. 2004)."""
+  return float(np.mean(_ssim_maps(x, y, data_range)[0]))
+
+
+def ms_ssim(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
+  """Multi-scale SSIM over as many 2× scales as the image allows (≥ 11 px at the coarsest), weights
+  renormalized; contrast-structure at the fine scales, full SSIM at the coarsest."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  scales = max(1, min(len(MS_SSIM_WEIGHTS), int(np.floor(np.log2(min(x.shape) / 11.0))) + 1))
+  w = np.asarray(MS_SSIM_WEIGHTS[:scales])
+  w = w / w.sum()
+  out = 1.0
+  for k in range(scales):
+    full, cs = _ssim_maps(x, y, data_range)
+    value = np.mean(full) if k == scales - 1 else np.mean(cs)
+    out *= max(value, 0.0) ** w[k]
+    x = x[: x.shape[0] // 2 * 2, : x.shape[1] // 2 * 2].reshape(x.shape[0] // 2, 2, x.shape[1] // 2, 2).mean((1, 3))
+    y = y[: y.shape[0] // 2 * 2, : y.shape[1] // 2 * 2].reshape(y.shape[0] // 2, 2, y.shape[1] // 2, 2).mean((1, 3))
+  return float(out)
+
+
+def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
+  """‖μ1 − μ2‖² + tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½) between Gaussians fitted to two feature sets [N, D] (FID)."""
+  m1, m2 = f1.mean(0), f2.mean(0)
+  s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+  root, _ = linalg.sqrtm(np.atleast_2d(s1) @ np.atleast_2d(s2), disp=False)
+  root = root.real  # numerical noise can leave tiny imaginary parts
+  return float(np.sum((m1 - m2) ** 2) + np.trace(np.atleast_2d(s1) + np.atleast_2d(s2) - 2 * root))
+
+
+def kernel_inception_distance(f1: np.ndarray, f2: np.ndarray) -> float:
+  """Unbiased MMD² with the cubic polynomial kernel k(a, b) = (a·b / D + 1)³ (KID, Bińkowski et al. 2018)."""
+  d = f1.shape[1]
+  k = lambda a, b: (a @ b.T / d + 1.0) ** 3
+  kxx, kyy, kxy = k(f1, f1), k(f2, f2), k(f1, f2)
+  m, n = len(f1), len(f2)
+  return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+               - 2.0 * kxy.mean())
+
+
+def hu_wasserstein(generated: np.ndarray, real: np.ndarray, *, max_values: int = 200_000, seed: int = 0
+                   ) -> dict[str, float]:
+  """W1 (in HU) between the pixel-value distributions, overall and within each tissue band of `BANDS`
+  (values inside the band on both sides; NaN where either side has none)."""
+  rng = np.random.default_rng(seed)
+  pick = lambda v: rng.choice(v, max_values, replace=False) if v.size > max_values else v
+  g, r = pick(np.ravel(generated)), pick(np.ravel(real))
+  out = {'all': float(stats.wasserstein_distance(g, r))}
+  for name, (lo, hi) in BANDS.items():
+    gb, rb = g[(g >= lo) & (g < hi)], r[(r >= lo) & (r < hi)]
+    out[name] = float(stats.wasserstein_distance(gb, rb)) if gb.size and rb.size else float('nan')
+  return out
+
+
+def anatomy(hu: np.ndarray) -> dict[str, bool]:
+  """Is there a body (the largest component above −500 HU, ≥ 10% of the image, clear of the corners), lungs
+  (air-like components inside it, ≥ 0.5% of the image) and bone (a component above 300 HU inside it) in
+  this axial slice? 'plausible' is all three."""
+  area = hu.size
+  body_lab, n = ndimage.label(hu > -500)
+  body = np.zeros(hu.shape, bool)
+  if n:
+    sizes = ndimage.sum(np.ones_like(hu), body_lab, range(1, n + 1))
+    body = ndimage.binary_fill_holes(body_lab == 1 + int(np.argmax(sizes)))
+  corners = body[0, 0] or body[0, -1] or body[-1, 0] or body[-1, -1]  # a body is surrounded by air
+  has_body = body.sum() >= 0.1 * area and not corners
+  lung_lab, n = ndimage.label(body & (hu < -400))
+  lung_sizes = ndimage.sum(np.ones_like(hu), lung_lab, range(1, n + 1)) if n else np.zeros(0)
+  bone_lab, n = ndimage.label(body & (hu > 300))
+  found = {'body': bool(has_body), 'lungs': bool(has_body and np.any(lung_sizes >= 0.005 * area)),
+           'bone': bool(has_body and n > 0)}
+  return {**found, 'plausible': all(found.values())}
+
+
+def nearest_neighbours(samples: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """For each sample, its nearest training image (L2 over pixels or features), that distance, and the ratio
+  nearest / second nearest (near 0: one training image is much closer than all others, a likely copy)."""
+  s = samples.reshape(len(samples), -1).astype(np.float64)
+  t = train.reshape(len(train), -1).astype(np.float64)
+  d2 = (s * s).sum(1)[:, None] + (t * t).sum(1)[None] - 2.0 * s @ t.T
+  d = np.sqrt(np.maximum(d2, 0.0))
+  order = np.argsort(d, axis=1)[:, :2]
+  first = d[np.arange(len(s)), order[:, 0]]
+  second = d[np.arange(len(s)), order[:, 1]] if t.shape[0] > 1 else np.full(len(s), np.inf)
+  return order[:, 0], first, first / np.maximum(second, 1e-12)
+
+
+def bootstrap_ci(values: np.ndarray, *, level: float = 0.95, n: int = 1000, seed: int = 0
+                 ) -> tuple[float, float]:
+  """Percentile bootstrap interval of the mean of per-sample values."""
+  values = np.asarray(values, np.float64)
+  rng = np.random.default_rng(seed)
+  means = values[rng.integers(0, len(values), (n, len(values)))].mean(1)
+  return float(np.quantile(means, (1 - level) / 2)), float(np.quantile(means, (1 + level) / 2))

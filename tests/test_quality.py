@@ -1,0 +1,61 @@
+"""Metrics against values computed by hand."""
+
+import numpy as np
+import pytest
+
+from aigc_jax import quality
+from aigc_jax.data import phantom
+
+
+def test_psnr_rmse_and_ssim_on_known_cases():
+  x = np.zeros((16, 16))
+  y = np.full((16, 16), 10.0)
+  assert quality.rmse(x, y) == 10.0
+  assert quality.psnr(x, y, data_range=1000.0) == pytest.approx(40.0)  # 10·log10(1000² / 100)
+  assert quality.psnr(x, x, 1.0) == float('inf')
+  assert quality.ssim(y, y, 100.0) == pytest.approx(1.0)
+  # Constant images: the structure term is 1 and SSIM is the luminance term (2ab + C1) / (a² + b² + C1).
+  a, b, c1 = 20.0, 30.0, (0.01 * 100.0) ** 2
+  assert quality.ssim(np.full((16, 16), a), np.full((16, 16), b), 100.0) == pytest.approx(
+      (2 * a * b + c1) / (a * a + b * b + c1))
+  rng = np.random.default_rng(0)
+  img = rng.normal(size=(64, 64))
+  noisy = img + rng.normal(scale=0.5, size=img.shape)
+  assert quality.ssim(img, noisy, 8.0) < quality.ssim(img, img + 0.1 * (noisy - img), 8.0) < 1.0
+  assert quality.ms_ssim(img, img, 8.0) == pytest.approx(1.0)
+  assert 0.0 < quality.ms_ssim(img, rng.normal(size=img.shape), 8.0) < 0.2
+
+
+def test_frechet_and_kernel_distances_on_gaussians():
+  rng = np.random.default_rng(0)
+  f1 = rng.normal(size=(20_000, 2))
+  f2 = rng.normal(size=(20_000, 2)) * 2.0 + np.array([1.0, 0.0])
+  # ‖μ1 − μ2‖² + Σ (σ1 − σ2)² for diagonal covariances: 1 + 2 · (1 − 2)² = 3.
+  assert quality.frechet_distance(f1, f2) == pytest.approx(3.0, abs=0.1)
+  assert quality.frechet_distance(f1, f1) == pytest.approx(0.0, abs=1e-6)
+  same = quality.kernel_inception_distance(f1[:1000], rng.normal(size=(1000, 2)))
+  assert abs(same) < 0.02 and quality.kernel_inception_distance(f1[:1000], f2[:1000]) > 1.0
+  # By hand for one point each side twice: unbiased MMD² = k(a,a') + k(b,b') − 2·mean k(a,b).
+  a, b = np.array([[1.0], [1.0]]), np.array([[0.0], [0.0]])
+  assert quality.kernel_inception_distance(a, b) == pytest.approx(8.0 + 1.0 - 2.0)
+
+
+def test_hu_wasserstein_anatomy_memorization_and_bootstrap():
+  rng = np.random.default_rng(0)
+  real = rng.normal(-100, 10, 50_000)
+  w = quality.hu_wasserstein(real + 30.0, real)
+  assert w['all'] == pytest.approx(30.0, abs=0.5) and np.isnan(w['bone'])
+  slices = [phantom.phantom_slice(1, i, 64)[0] for i in range(20)]
+  found = [quality.anatomy(s) for s in slices]
+  assert all(f['body'] and f['bone'] for f in found) and np.mean([f['plausible'] for f in found]) > 0.8
+  assert not any(quality.anatomy(rng.normal(0, 500, (64, 64))).values())  # noise: no body clear of the corners
+  assert not any(quality.anatomy(np.full((64, 64), -1000.0)).values())    # air
+  train = rng.normal(size=(50, 8, 8))
+  samples = np.concatenate([train[7:8] + 1e-3, rng.normal(size=(3, 8, 8))])
+  index, dist, ratio = quality.nearest_neighbours(samples, train)
+  assert index[0] == 7 and dist[0] < 0.01 and ratio[0] < 0.01  # a copy
+  assert np.all(ratio[1:] > 0.5)                                 # new images: no single close neighbour
+  values = rng.normal(5.0, 1.0, 400)
+  lo, hi = quality.bootstrap_ci(values)
+  # Around the sample mean, as wide as the normal-theory interval 2 · 1.96 · σ/√n.
+  assert lo < values.mean() < hi and hi - lo == pytest.approx(2 * 1.96 * values.std() / 20, rel=0.15)
