@@ -28,6 +28,36 @@ def _angles(size: int, num_views: int) -> np.ndarray:
   return np.linspace(0.0, 180.0, num_views or max(int(np.ceil(size * np.pi / 2)), 16), endpoint=False)
 
 
+def _check(hu: np.ndarray) -> np.ndarray:
+  hu = np.asarray(hu)
+  if hu.ndim != 2 or hu.shape[0] != hu.shape[1]:
+    raise ValueError(f'simulate expects one square slice, got shape {hu.shape}.')
+  return hu
+
+
+def project(hu: np.ndarray, *, fov_mm: float = 400.0, num_views: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """Noiseless line integrals (sinogram [detectors, views], dimensionless) and the view angles."""
+  hu = _check(hu)
+  theta = _angles(hu.shape[0], num_views)
+  return transform.radon(hu_to_mu(hu) * (fov_mm / hu.shape[0]), theta, circle=True), theta
+
+
+def reconstruct(sino: np.ndarray, theta: np.ndarray, *, photons: float, rng: np.random.Generator, size: int,
+                fov_mm: float = 400.0) -> np.ndarray:
+  """Poisson counts at `photons` per ray (0: none), log, ramp-filtered back-projection, HU."""
+  if photons < 0:
+    raise ValueError(f'photons={photons} must be >= 0 (0 disables quantum noise).')
+  if photons:
+    counts = rng.poisson(photons * np.exp(-sino))
+    # A ray that detects no photon has an unbounded log; clinical scanners clamp it the same way.
+    sino = -np.log(np.maximum(counts, 0.5) / photons)
+  mu = transform.iradon(sino, theta, circle=True, filter_name='ramp', output_size=size) / (fov_mm / size)
+  out = mu_to_hu(mu)
+  c = (np.arange(size) + 0.5) - size / 2
+  out[(c[:, None] ** 2 + c[None, :] ** 2) > (size / 2) ** 2] = -1000.0  # outside the scanned circle: air
+  return out.astype(np.float32)
+
+
 def simulate(hu: np.ndarray, *, photons: float, rng: np.random.Generator, fov_mm: float = 400.0,
              num_views: int = 0) -> np.ndarray:
   """Reconstructs a square slice as scanned with `photons` incident photons per ray.
@@ -42,30 +72,15 @@ def simulate(hu: np.ndarray, *, photons: float, rng: np.random.Generator, fov_mm
   Returns:
     [N, N] float32 reconstruction in HU, air (−1000) outside the scanned circle.
   """
-  hu = np.asarray(hu)
-  if hu.ndim != 2 or hu.shape[0] != hu.shape[1]:
-    raise ValueError(f'simulate expects one square slice, got shape {hu.shape}.')
-  if photons < 0:
-    raise ValueError(f'photons={photons} must be >= 0 (0 disables quantum noise).')
-  size = hu.shape[0]
-  pixel_mm = fov_mm / size
-  theta = _angles(size, num_views)
-  sino = transform.radon(hu_to_mu(hu) * pixel_mm, theta, circle=True)  # line integrals, dimensionless
-  if photons:
-    counts = rng.poisson(photons * np.exp(-sino))
-    # A ray that detects no photon has an unbounded log; clinical scanners clamp it the same way.
-    sino = -np.log(np.maximum(counts, 0.5) / photons)
-  mu = transform.iradon(sino, theta, circle=True, filter_name='ramp', output_size=size) / pixel_mm
-  out = mu_to_hu(mu)
-  c = (np.arange(size) + 0.5) - size / 2
-  outside = (c[:, None] ** 2 + c[None, :] ** 2) > (size / 2) ** 2
-  out[outside] = -1000.0
-  return out.astype(np.float32)
+  sino, theta = project(hu, fov_mm=fov_mm, num_views=num_views)
+  return reconstruct(sino, theta, photons=photons, rng=rng, size=hu.shape[0], fov_mm=fov_mm)
 
 
 def dose_pair(hu: np.ndarray, *, low_photons: float, full_photons: float, rng: np.random.Generator,
               fov_mm: float = 400.0, num_views: int = 0) -> tuple[np.ndarray, np.ndarray]:
-  """(low-dose, full-dose) reconstructions of the same object, with independent noise."""
-  low = simulate(hu, photons=low_photons, rng=rng, fov_mm=fov_mm, num_views=num_views)
-  full = simulate(hu, photons=full_photons, rng=rng, fov_mm=fov_mm, num_views=num_views)
+  """(low-dose, full-dose) reconstructions of the same object with independent noise (one projection)."""
+  sino, theta = project(hu, fov_mm=fov_mm, num_views=num_views)
+  size = np.asarray(hu).shape[0]
+  low = reconstruct(sino, theta, photons=low_photons, rng=rng, size=size, fov_mm=fov_mm)
+  full = reconstruct(sino, theta, photons=full_photons, rng=rng, size=size, fov_mm=fov_mm)
   return low, full

@@ -1,9 +1,12 @@
 """Architectures, selected by `config.model.name`. Adding one is an import and a line here."""
 
+from aigc_jax.models import restoration
 from aigc_jax.models import unet
 
 MODELS = {
     'unet': unet.UNet,
+    'conv_autoencoder': restoration.ConvAutoencoder,
+    'red_cnn': restoration.REDCNN,
 }
 
 

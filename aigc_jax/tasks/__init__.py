@@ -1,9 +1,11 @@
 """Objectives, selected by `config.task.name`; see task.py for what a task gives the trainer."""
 
 from aigc_jax.tasks import diffusion
+from aigc_jax.tasks import restoration
 
 TASKS = {
     'diffusion': diffusion.DiffusionTask,
+    'restoration': restoration.RestorationTask,
 }
 
 
