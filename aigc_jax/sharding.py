@@ -11,7 +11,6 @@ dimension of the array, or does not divide it; arrays below `fsdp_min_size` elem
 names (biases, norm scales) are replicated. The EMA and the optimizer's moments follow their parameters.
 """
 
-import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
