@@ -48,6 +48,19 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def tiny_trainer(c: ml_collections.ConfigDict) -> None:
+  """The trainer fields of every recipe's `test` variant: 4 steps of batch 8 on 16×16 images, logging,
+  sampling and checkpointing often enough that tests see each of them."""
+  c.num_steps = 4
+  c.batch_size = 8
+  c.log_every = 2
+  c.sample_every = 4
+  c.checkpoint_every = 2
+  c.data.image_size = 16
+  c.optim.warmup_steps = 2
+  c.optim.ema_decay = 0.9
+
+
 def ct_data(size: int) -> ml_collections.ConfigDict:
   """The built-in phantom CT source, windowed to [-1, 1]."""
   d = ml_collections.ConfigDict()

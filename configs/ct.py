@@ -73,12 +73,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.task.sample_steps = 50
   elif arg == 'test':
     # Tiny: for tests and smoke runs; seconds per step budget on one CPU core.
-    c.num_steps = 4
-    c.batch_size = 8
-    c.log_every = 2
-    c.sample_every = 4
-    c.checkpoint_every = 2
-    c.data.image_size = 16
+    common.tiny_trainer(c)
     c.data.num_threads = 1
     c.model.channels = (8, 16)
     c.model.attention_levels = (False, True)
@@ -86,8 +81,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.head_channels = 8
     c.model.norm_groups = 4
     c.model.dtype = 'float32'
-    c.optim.warmup_steps = 2
-    c.optim.ema_decay = 0.9
     c.task.timesteps = 50
     c.task.sample_steps = 4
     c.task.num_samples = 8

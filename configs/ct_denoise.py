@@ -49,18 +49,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optim.ema_decay = 0.99
     c.task.num_samples = 8
   elif arg == 'test':
-    c.num_steps = 4
-    c.batch_size = 8
-    c.log_every = 2
-    c.sample_every = 4
-    c.checkpoint_every = 2
-    c.data.image_size = 16
+    common.tiny_trainer(c)
     c.data.num_workers = 0
     c.model.features = 8
     c.model.kernel = 3
     c.model.depth = 3
-    c.optim.warmup_steps = 2
-    c.optim.ema_decay = 0.9
     c.task.num_samples = 8
   elif arg:
     raise ValueError(f'configs/ct_denoise.py: unknown variant {arg!r}; use one of: runlocal, test (or none).')
