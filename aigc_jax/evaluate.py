@@ -35,10 +35,7 @@ import numpy as np
 from aigc_jax import metrics
 from aigc_jax import quality
 from aigc_jax import sample
-from aigc_jax.data import geometry
-from aigc_jax.data import phantom
 from aigc_jax.data import pipeline
-from aigc_jax.data import records
 
 FLAGS = flags.FLAGS
 
@@ -54,23 +51,6 @@ def define_flags():
   flags.DEFINE_string('split', 'test', 'Split of --reference.')
   flags.DEFINE_integer('seed', 0, 'Sampling and bootstrap seed.')
   flags.DEFINE_integer('batch', 16, 'Images per compiled sampling call.')
-
-
-def reference_hu(data: ml_collections.ConfigDict, num: int, reference: str = '', data_dir: str = '',
-                 split: str = 'test') -> np.ndarray:
-  """[num, H, W] held-out real slices in HU at the training size."""
-  size = data.image_size
-  if not reference:
-    src = phantom.PhantomCT(seed=data.seed + 1, size=size, num_examples=num, lesion_prob=data.lesion_prob)
-  else:
-    if not reference.startswith('tfds:'):
-      raise ValueError(f'--reference={reference!r}: give tfds:<name> (with --data_dir) or nothing for the phantom.')
-    src = records.TfdsSource(reference[len('tfds:'):], data_dir=data_dir, split=split)
-    if len(src) < num:
-      raise ValueError(f'--reference split {split!r} has {len(src)} examples; lower --num to at most that.')
-  out = [src[i]['hu'] for i in range(num)]
-  return np.stack([h if h.shape == (size, size) else geometry.fit_square(h, size, data.window_lo)[0]
-                   for h in out])
 
 
 def training_images(config: ml_collections.ConfigDict, num: int) -> np.ndarray:
@@ -102,14 +82,13 @@ def evaluate_restoration(workdir: str, *, num: int = 256, seed: int = 0) -> dict
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   from aigc_jax import checkpoint, tasks  # pylint: disable=g-import-not-at-top
-  from aigc_jax.tasks import restoration  # pylint: disable=g-import-not-at-top
   config = sample.load_config(workdir)
   d = config.data
   task = tasks.build(config)
   spec = pipeline.batch_spec(d, 1)
   abstract = nn.meta.unbox(jax.eval_shape(lambda k: task.init(k, spec), jax.random.PRNGKey(0)))
   loaded = checkpoint.restore_params(workdir, {'ema_params': abstract}, flag='--workdir')
-  low, full = restoration.held_out_pairs(d, num)
+  low, full = pipeline.held_out_pairs(d, num)
   lo, hi = d.window_lo, d.window_hi
   restore = jax.jit(lambda p, x: task.restore(p, x))
   x = pipeline.window(low, lo, hi)[..., None]
@@ -143,7 +122,7 @@ def evaluate(workdir: str, *, num: int = 256, audit_train: int = 2048, copy_rati
   hu, step, config = sample.generate(workdir, num=num, seed=seed, batch=batch)
   d = config.data
   lo, hi = d.window_lo, d.window_hi
-  real = np.clip(reference_hu(d, num, reference, data_dir, split), lo, hi)
+  real = np.clip(pipeline.held_out_hu(d, num, reference, data_dir, split), lo, hi)
   train = training_images(config, audit_train)
   win = lambda x: pipeline.window(x, lo, hi)
 

@@ -185,7 +185,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         metrics_lib.log(metrics_lib.progress_line(step, config.num_steps, host, speed))
       if step % config.sample_every == 0 or is_last:
         progress.pause()
-        _write_samples(eval_fn, state, writer, workdir, step)
+        _write_samples(eval_fn, task, state, writer, workdir, step)
         progress.resume()
       preempted = watcher.reached(step)  # every step, on every process
       if step % config.checkpoint_every == 0 or is_last or preempted:
@@ -207,7 +207,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   return state
 
 
-def _write_samples(eval_fn, state, writer, workdir, step):
+def _write_samples(eval_fn, task, state, writer, workdir, step):
   t0 = time.perf_counter()
   key = jax.random.fold_in(jax.random.PRNGKey(0x5A3), step)  # fixed per step: reruns and resumes draw the same
   # Samples are sharded over all processes' devices: gather them (every process takes part).
@@ -217,4 +217,8 @@ def _write_samples(eval_fn, state, writer, workdir, step):
     writer.image(step, f'samples/{name}', grid)
     if jax.process_index() == 0:
       metrics_lib.save_png(os.path.join(workdir, 'samples', f'{name}_{step:07d}.png'), grid)
-  metrics_lib.log(f'wrote {", ".join(outputs)} at step {step} in {time.perf_counter() - t0:.1f}s')
+  quality = task.sample_metrics(jax.device_get(outputs)) if jax.process_index() == 0 else {}
+  if quality:
+    writer.scalars(step, {f'eval/{k}': v for k, v in quality.items()})
+  metrics_lib.log(f'wrote {", ".join(outputs)} at step {step} in {time.perf_counter() - t0:.1f}s'
+                  + ''.join(f'; {k} {v:.4g}' for k, v in quality.items()))

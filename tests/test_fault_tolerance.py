@@ -112,7 +112,8 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
                        text=True, timeout=600)
   assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
   assert '8 cpu devices, 2 processes' in out.stderr
-  losses = lambda w: [json.loads(line)['train/loss'] for line in open(os.path.join(w, 'metrics.jsonl'))]
+  losses = lambda w: [r['train/loss'] for r in map(json.loads, open(os.path.join(w, 'metrics.jsonl')))
+                      if 'train/loss' in r]
   # The same global batches and keys; gloo sums the gradients across processes in another order than
   # XLA does within one, so only the last bits may differ.
   np.testing.assert_allclose(losses(tmp_path / 'two'), losses(tmp_path / 'one'), rtol=1e-5)

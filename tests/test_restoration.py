@@ -1,5 +1,7 @@
 """Low-dose CT restoration on the one trainer: models, task, and the evaluation beside the low-dose input."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +41,8 @@ def test_denoiser_trains_on_dose_pairs_and_is_evaluated_beside_the_input(tmp_pat
     assert set(report[name]) == {'psnr_db', 'ssim', 'rmse_hu'}
     assert report[name]['psnr_db']['ci95'][0] <= report[name]['psnr_db']['mean'] <= report[name]['psnr_db']['ci95'][1]
   assert np.isfinite(report['psnr_gain_db']) and report['step'] == 4
+  rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  assert any('eval/psnr_db' in r and 'eval/psnr_input_db' in r for r in rows)  # scored at each sample step
   with pytest.raises(ValueError, match='pairs'):
     bad = ct_denoise.get_config('test')
     bad.data.pairs = False

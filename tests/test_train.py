@@ -20,7 +20,7 @@ def _config(**overrides):
 
 def _losses(workdir):
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line)['train/loss'] for line in f]
+    return [row['train/loss'] for row in map(json.loads, f) if 'train/loss' in row]
 
 
 def _assert_trees_equal(a, b):
@@ -68,8 +68,11 @@ def test_run_writes_events_samples_and_checkpoints(tmp_path):
   assert os.listdir(tmp_path / 'samples') == ['samples_0000004.png']
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['2', '4']
   rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
-  assert [r['step'] for r in rows] == [1, 2, 3, 4]
+  assert [r['step'] for r in rows if 'train/loss' in r] == [1, 2, 3, 4]
   assert {'train/loss', 'train/lr', 'train/grad_norm', 'perf/img_per_s'} <= set(rows[0])
+  # The periodic samples are scored against held-out slices (eval/* at each sample step).
+  evals = [r for r in rows if 'eval/hu_w1' in r]
+  assert [r['step'] for r in evals] == [4] and 0 <= evals[0]['eval/anatomy_plausible'] <= 1
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):

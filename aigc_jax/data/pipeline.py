@@ -141,6 +141,33 @@ def make_dataset(config: ml_collections.ConfigDict, *, batch_size: int, process_
   return it
 
 
+def held_out_hu(config: ml_collections.ConfigDict, num: int, reference: str = '', data_dir: str = '',
+                split: str = 'test') -> np.ndarray:
+  """[num, H, W] real slices in HU at the training size that training never sees: the phantom at seed + 1
+  (the second split `prepare --phantom` writes), or a prepared dataset's split (`reference='tfds:NAME'`)."""
+  size = config.image_size
+  if not reference:
+    src = phantom.PhantomCT(seed=config.seed + 1, size=size, num_examples=num, lesion_prob=config.lesion_prob)
+  else:
+    if not reference.startswith('tfds:'):
+      raise ValueError(f'--reference={reference!r}: give tfds:<name> (with --data_dir) or nothing for the phantom.')
+    src = records.TfdsSource(reference[len('tfds:'):], data_dir=data_dir, split=split)
+    if len(src) < num:
+      raise ValueError(f'--reference split {split!r} has {len(src)} examples; lower --num to at most that.')
+  out = [src[i]['hu'] for i in range(num)]
+  return np.stack([h if h.shape == (size, size) else geometry.fit_square(h, size, config.window_lo)[0]
+                   for h in out])
+
+
+def held_out_pairs(config: ml_collections.ConfigDict, num: int) -> tuple[np.ndarray, np.ndarray]:
+  """(low, full) [num, H, W] in HU: phantom pairs of seed + 1 at the configured dose."""
+  src = phantom.PhantomCT(seed=config.seed + 1, size=config.image_size, num_examples=num,
+                          lesion_prob=config.lesion_prob,
+                          dose=(config.low_photons, config.full_photons, config.fov_mm))
+  examples = [src[i] for i in range(num)]
+  return np.stack([e['hu_low'] for e in examples]), np.stack([e['hu'] for e in examples])
+
+
 def throughput(config: ml_collections.ConfigDict, *, batch_size: int, num_batches: int = 50,
                warmup: int = 5) -> float:
   """Examples per second of this process's pipeline alone (no training), after `warmup` batches."""

@@ -10,17 +10,9 @@ import ml_collections
 import numpy as np
 
 from aigc_jax import models
-from aigc_jax.data import phantom
+from aigc_jax import quality
 from aigc_jax.data import pipeline
 from aigc_jax.tasks import task
-
-
-def held_out_pairs(data: ml_collections.ConfigDict, num: int) -> tuple[np.ndarray, np.ndarray]:
-  """(low, full) [num, H, W] in HU: phantom pairs of seed + 1 at the configured dose."""
-  src = phantom.PhantomCT(seed=data.seed + 1, size=data.image_size, num_examples=num,
-                          lesion_prob=data.lesion_prob, dose=(data.low_photons, data.full_photons, data.fov_mm))
-  examples = [src[i] for i in range(num)]
-  return np.stack([e['hu_low'] for e in examples]), np.stack([e['hu'] for e in examples])
 
 
 class RestorationTask(task.Task):
@@ -31,7 +23,7 @@ class RestorationTask(task.Task):
                        '(or a prepared dataset with a low_dose key).')
     self.model = models.build(config.model)
     d = config.data
-    low, full = held_out_pairs(d, config.task.num_samples)
+    low, full = pipeline.held_out_pairs(d, config.task.num_samples)
     win = lambda x: pipeline.window(x, d.window_lo, d.window_hi)[..., None]
     self.eval_low, self.eval_full = jnp.asarray(win(low)), jnp.asarray(win(full))
 
@@ -50,3 +42,9 @@ class RestorationTask(task.Task):
     del rng, batch
     out = jnp.clip(self.restore(params, self.eval_low), -1.0, 1.0)
     return {'low_restored_full': jnp.concatenate([self.eval_low, out, self.eval_full], axis=2)}
+
+  def sample_metrics(self, outputs):
+    """PSNR (dB, in the window) of the restored and of the low-dose held-out slices against full dose."""
+    low, restored, full = np.split(np.asarray(outputs['low_restored_full'])[..., 0], 3, axis=2)
+    psnr = lambda x: float(np.mean([quality.psnr(a, b, 2.0) for a, b in zip(x, full)]))
+    return {'psnr_db': psnr(restored), 'psnr_input_db': psnr(low)}

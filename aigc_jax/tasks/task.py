@@ -9,6 +9,8 @@ EMA, checkpoints and logs. Everything a task gives is a pure function of explici
   grads(params, batch, rng)    -> (grads like params, {name: scalar metric})
   evaluate(params, rng, batch) -> {name: images in [-1, 1], [N, H, W, C]} written as grids
                                   (`batch` again a spec; N must divide over the data-parallel devices)
+  sample_metrics(outputs)      -> {name: float}, on the host from evaluate's outputs (numpy), logged as
+                                  eval/<name> at every sample step; optional (default: none)
 
 `grads` defaults to `jax.value_and_grad(loss)`. A task whose update is not the gradient of one scalar
 overrides it: a GAN returns generator and discriminator gradients in one tree (the optimizer can label the
@@ -20,6 +22,7 @@ returns zero gradients for its frozen first stage. So every family trains throug
 from typing import Any
 
 import jax
+import numpy as np
 
 Params = Any
 Metrics = dict[str, jax.Array]
@@ -40,3 +43,7 @@ class Task:
 
   def evaluate(self, params: Params, rng: jax.Array, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
     raise NotImplementedError
+
+  def sample_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+    del outputs
+    return {}
