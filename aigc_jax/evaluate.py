@@ -29,6 +29,7 @@ import os
 
 from absl import app
 from absl import flags
+import jax
 import ml_collections
 import numpy as np
 
@@ -79,20 +80,13 @@ def _pair_ms_ssim(images, data_range, seed, max_pairs=100):
 
 def evaluate_restoration(workdir: str, *, num: int = 256, seed: int = 0) -> dict:
   """PSNR / SSIM / RMSE of restored and of low-dose slices against full dose, on held-out phantom pairs."""
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  from aigc_jax import checkpoint, tasks  # pylint: disable=g-import-not-at-top
-  config = sample.load_config(workdir)
+  config, task, params, step = sample.load_run(workdir)
   d = config.data
-  task = tasks.build(config)
-  spec = pipeline.batch_spec(d, 1)
-  abstract = nn.meta.unbox(jax.eval_shape(lambda k: task.init(k, spec), jax.random.PRNGKey(0)))
-  loaded = checkpoint.restore_params(workdir, {'ema_params': abstract}, flag='--workdir')
   low, full = pipeline.held_out_pairs(d, num)
   lo, hi = d.window_lo, d.window_hi
   restore = jax.jit(lambda p, x: task.restore(p, x))
   x = pipeline.window(low, lo, hi)[..., None]
-  out = np.concatenate([np.asarray(restore(loaded['ema_params'], x[i:i + 16])) for i in range(0, num, 16)])
+  out = np.concatenate([np.asarray(restore(params, x[i:i + 16])) for i in range(0, num, 16)])
   restored = pipeline.unwindow(np.clip(out[..., 0], -1, 1), lo, hi)
   clip = lambda a: np.clip(a, lo, hi)  # metrics in the window the model sees (the data range of PSNR/SSIM)
   rows = {}
@@ -101,7 +95,6 @@ def evaluate_restoration(workdir: str, *, num: int = 256, seed: int = 0) -> dict
            'ssim': [quality.ssim(clip(a), clip(b), hi - lo) for a, b in zip(img, full)],
            'rmse_hu': [quality.rmse(clip(a), clip(b)) for a, b in zip(img, full)]}
     rows[name] = {k: _mean_ci(v, seed) for k, v in per.items()}
-  step = loaded['step']
   report = {'workdir': os.path.abspath(workdir), 'step': step, 'num_pairs': num,
             'held_out': f'phantom_ct seed {d.seed + 1}', 'dose_photons': [d.low_photons, d.full_photons],
             'window_hu': [lo, hi], **rows,

@@ -15,6 +15,7 @@ import os
 
 from absl import app
 from absl import flags
+import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
@@ -65,19 +66,23 @@ def pixel_mm(data: ml_collections.ConfigDict) -> float:
   return float(data.fov_mm) / data.image_size
 
 
+def load_run(workdir: str, task_overrides: dict | None = None):
+  """(config, task, EMA params, step) of the latest checkpoint in a training workdir."""
+  config = load_config(workdir)
+  for key, value in (task_overrides or {}).items():
+    config.task[key] = value
+  task = tasks.build(config)
+  spec = pipeline.batch_spec(config.data, 1)
+  abstract = nn.meta.unbox(jax.eval_shape(lambda k: task.init(k, spec), jax.random.PRNGKey(0)))
+  loaded = checkpoint.restore_params(workdir, {'ema_params': abstract}, flag='--workdir')
+  return config, task, loaded['ema_params'], loaded['step']
+
+
 def generate(workdir: str, *, num: int, seed: int = 0, batch: int = 16, overrides: dict | None = None,
              label: int = -1) -> tuple[np.ndarray, int, ml_collections.ConfigDict]:
   """[num, H, W] images in HU from the latest EMA parameters in `workdir`; also the step and the config."""
-  config = load_config(workdir)
-  for key, value in (overrides or {}).items():
-    config.task[key] = value
-  config.task.num_samples = batch
-  task = tasks.build(config)
-  spec = pipeline.batch_spec(config.data, 1)
-  abstract = jax.eval_shape(lambda k: task.init(k, spec), jax.random.PRNGKey(0))
-  import flax.linen as nn  # pylint: disable=g-import-not-at-top
-  loaded = checkpoint.restore_params(workdir, {'ema_params': nn.meta.unbox(abstract)}, flag='--workdir')
-  shape = (batch,) + tuple(spec['image'].shape[1:])
+  config, task, params, step = load_run(workdir, {**(overrides or {}), 'num_samples': batch})
+  shape = (batch,) + tuple(pipeline.batch_spec(config.data, 1)['image'].shape[1:])
   labels = None
   if label >= 0:
     if not 0 <= label < config.model.num_classes:
@@ -86,9 +91,9 @@ def generate(workdir: str, *, num: int, seed: int = 0, batch: int = 16, override
   sample = jax.jit(lambda p, k: task.sample(p, k, shape, labels))
   out = []
   for i in range(-(-num // batch)):
-    out.append(np.asarray(sample(loaded['ema_params'], jax.random.fold_in(jax.random.PRNGKey(seed), i))))
+    out.append(np.asarray(sample(params, jax.random.fold_in(jax.random.PRNGKey(seed), i))))
   images = np.concatenate(out)[:num, ..., 0]
-  return pipeline.unwindow(images, config.data.window_lo, config.data.window_hi), loaded['step'], config
+  return pipeline.unwindow(images, config.data.window_lo, config.data.window_hi), step, config
 
 
 def main(argv):
