@@ -103,9 +103,12 @@ class Progress:
 
 def progress_line(step: int, num_steps: int, metrics: dict[str, float], speed: dict[str, float]) -> str:
   eta = int(speed['eta_s'])
-  return (f'step {step}/{num_steps}  loss {metrics["loss"]:.4f}  lr {metrics.get("lr", 0):.2e}  '
-          f'grad_norm {metrics.get("grad_norm", 0):.3f}  {speed["img_per_s"]:.1f} img/s  '
-          f'ETA {eta // 3600:d}:{eta // 60 % 60:02d}:{eta % 60:02d}')
+  # The task's own metrics too (a GAN's d_loss / g_loss, a VAE's kl), a few at most to keep one line.
+  extra = [k for k in sorted(metrics) if k not in ('loss', 'lr', 'grad_norm')][:4]
+  return (f'step {step}/{num_steps}  loss {metrics["loss"]:.4f}  '
+          + ''.join(f'{k} {metrics[k]:.4g}  ' for k in extra)
+          + f'lr {metrics.get("lr", 0):.2e}  grad_norm {metrics.get("grad_norm", 0):.3f}  '
+          f'{speed["img_per_s"]:.1f} img/s  ETA {eta // 3600:d}:{eta // 60 % 60:02d}:{eta % 60:02d}')
 
 
 class _LibraryInfoFilter:

@@ -69,10 +69,8 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, num_steps: int) ->
       decay_steps=max(num_steps, warmup + 1), end_value=config.learning_rate * config.end_lr_factor)
 
 
-def make_optimizer(config: ml_collections.ConfigDict, num_steps: int
-                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The optimizer chain for `config.optim`: clip → base direction → −η(t) → decoupled weight decay."""
-  schedule = learning_rate_schedule(config, num_steps)
+def _chain(config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
+  """clip → base direction → −η(t) → decoupled weight decay, for one set of optimizer fields."""
   parts = []
   if config.grad_clip_norm > 0:
     parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
@@ -86,4 +84,40 @@ def make_optimizer(config: ml_collections.ConfigDict, num_steps: int
   parts.append(optax.scale_by_learning_rate(schedule))
   if config.weight_decay:
     parts.append(decoupled_weight_decay(config.weight_decay, schedule, mask=decay_mask))
-  return optax.chain(*parts), schedule
+  return optax.chain(*parts)
+
+
+def _group_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  merged = ml_collections.ConfigDict({k: v for k, v in config.items() if k != 'groups'})
+  for key, value in config.groups[name].items():
+    if key not in merged:
+      raise ValueError(f'config.optim.groups.{name}.{key} is not an optimizer field; use one of '
+                       f'{sorted(merged)}.')
+    merged[key] = value
+  return merged
+
+
+def top_level_labels(params: Any, groups: Any) -> dict[str, Any]:
+  """Each leaf labelled with its top-level key when `groups` names it, else 'default'."""
+  if not isinstance(params, dict):
+    return jax.tree.map(lambda _: 'default', params)
+  return {k: jax.tree.map(lambda _, k=k: k if k in groups else 'default', v) for k, v in params.items()}
+
+
+def make_optimizer(config: ml_collections.ConfigDict, num_steps: int
+                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The optimizer for `config.optim`: clip → base direction → −η(t) → decoupled weight decay.
+
+  `config.optim.groups` ({top-level param key: {field: value}}) gives a subtree its own optimizer, e.g. a GAN's
+  `disc` a different learning rate or Adam β₁: each group is a separate chain (its own clipping norm and
+  schedule) and all groups update in the same step. Subtrees not named use the shared fields.
+  """
+  schedule = learning_rate_schedule(config, num_steps)
+  groups = dict(config.get('groups') or {})
+  if not groups:
+    return _chain(config, schedule), schedule
+  transforms = {'default': _chain(config, schedule)}
+  for name in groups:
+    group = _group_config(config, name)
+    transforms[name] = _chain(group, learning_rate_schedule(group, num_steps))
+  return optax.multi_transform(transforms, lambda params: top_level_labels(params, groups)), schedule

@@ -90,9 +90,29 @@ def state_shardings(abstract_state, logical_params, tx: optax.GradientTransforma
       lambda names, x: NamedSharding(mesh, logical_spec(tuple(names or ()), tuple(x.shape), mesh, config)),
       logical_params, abstract_state.params, is_leaf=lambda x: x is None or isinstance(x, P))
   repl = replicated(mesh)
-  opt = optax.tree_map_params(tx, lambda _, sh: sh, abstract_state.opt_state, params,
-                              transform_non_params=lambda _: repl)
+  opt = _like_params(abstract_state.opt_state, abstract_state.params, params, repl)
   return abstract_state.replace(step=repl, params=params, opt_state=opt, ema_params=params, rng=repl)
+
+
+def _like_params(opt_state, abstract_params, param_shardings, default):
+  """Each optimizer-state leaf whose key path ends in a parameter's path and that has its shape (Adam's
+  moments, momentum) takes that parameter's sharding; counts and the rest take `default`.
+
+  Matching paths rather than `optax.tree_map_params`, which cannot follow `optax.multi_transform`'s masked
+  states (the per-network optimizers of a GAN).
+  """
+  key = jax.tree_util.keystr
+  shapes = {key(p): x.shape for p, x in jax.tree_util.tree_leaves_with_path(abstract_params)}
+  by_path = {key(p): sh for p, sh in jax.tree_util.tree_leaves_with_path(param_shardings)}
+
+  def pick(path, leaf):
+    for k in range(len(path)):
+      name = key(path[k:])
+      if name in by_path and shapes[name] == leaf.shape:
+        return by_path[name]
+    return default
+
+  return jax.tree_util.tree_map_with_path(pick, opt_state)
 
 
 def check_batch(batch_size: int, mesh: Mesh) -> None:

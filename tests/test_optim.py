@@ -97,3 +97,19 @@ def test_schedule_warms_up_then_decays_to_end_factor():
 def test_unknown_optimizer_names_the_field():
   with pytest.raises(ValueError, match='config.optim.name'):
     optim.make_optimizer(_optim_config(name='adamax'), num_steps=10)
+
+
+def test_groups_give_each_network_its_own_optimizer():
+  params = {'gen': {'w': jnp.ones((2, 2))}, 'disc': {'w': jnp.ones((2, 2))}, 'other': jnp.ones((3,))}
+  grads = jax.tree.map(jnp.ones_like, params)
+  cfg = _optim_config(name='sgd', momentum=0.0, warmup_steps=0, end_lr_factor=1.0, weight_decay=0.0,
+                      grad_clip_norm=0.0, learning_rate=0.1)
+  cfg.groups = ml_collections.ConfigDict({'disc': {'learning_rate': 0.5}, 'gen': {'learning_rate': 0.0}})
+  tx, _ = optim.make_optimizer(cfg, num_steps=10)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates['disc']['w'], -0.5)   # its own learning rate
+  np.testing.assert_allclose(updates['gen']['w'], 0.0)
+  np.testing.assert_allclose(updates['other'], -0.1)       # not named: the shared fields
+  cfg.groups = ml_collections.ConfigDict({'disc': {'learning_rat': 0.5}})
+  with pytest.raises(ValueError, match='groups.disc.learning_rat'):
+    optim.make_optimizer(cfg, num_steps=10)

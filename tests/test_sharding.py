@@ -59,3 +59,26 @@ def test_every_unet_kernel_is_named_and_adam_moments_follow_their_parameters():
   assert adam.mu['down1_res0']['Conv_0']['kernel'] == kernel == sh.ema_params['down1_res0']['Conv_0']['kernel']
   assert adam.nu['down1_attn0']['query']['kernel'].spec == P('fsdp', 'tensor', None)
   assert adam.count.spec == P() and sh.step.spec == P() and sh.rng.spec == P()
+
+
+def test_per_network_optimizer_state_follows_its_parameters():
+  from configs import ct_gan  # pylint: disable=g-import-not-at-top
+  from aigc_jax import tasks  # pylint: disable=g-import-not-at-top
+  from aigc_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  c = ct_gan.get_config('test')
+  c.mesh.fsdp, c.mesh.fsdp_min_size = 2, 0
+  mesh = sharding.make_mesh(c.mesh)
+  task = tasks.build(c)
+  tx, _ = optim.make_optimizer(c.optim, c.num_steps)
+  spec = pipeline.batch_spec(c.data, c.batch_size)
+  key = jax.random.PRNGKey(0)
+  abstract = jax.eval_shape(lambda k: train_state.create(nn.meta.unbox(task.init(k, spec)), tx, k), key)
+  logical = nn.get_partition_spec(jax.eval_shape(task.init, key, spec))
+  shards = sharding.state_shardings(abstract, logical, tx, mesh, c.mesh)
+  kernel = shards.params['gen']['Conv_1']['kernel']
+  assert kernel.spec == P(None, None, None, 'fsdp')  # 16 → 8 channels: output over fsdp
+  found = []
+  for path, sh in jax.tree_util.tree_leaves_with_path(shards.opt_state):
+    if jax.tree_util.keystr(path).endswith("['gen']['Conv_1']['kernel']"):
+      found.append(sh.spec)
+  assert found == [kernel.spec, kernel.spec]  # Adam's mu and nu in the gen group

@@ -159,6 +159,18 @@ def held_out_hu(config: ml_collections.ConfigDict, num: int, reference: str = ''
                    for h in out])
 
 
+def first_images(config: ml_collections.ConfigDict, num: int, batch_size: int) -> np.ndarray:
+  """The first `num` training images a run with this data config is served ([num, H, W], windowed): the
+  memorization audit's training set and the LDM's sample for measuring its latent scale."""
+  it = iter(make_dataset(config, batch_size=batch_size, process_index=0, process_count=1))
+  out, have = [], 0
+  while have < num:
+    batch = next(it)['image'][..., 0]
+    out.append(batch)
+    have += len(batch)
+  return np.concatenate(out)[:num]
+
+
 def held_out_pairs(config: ml_collections.ConfigDict, num: int) -> tuple[np.ndarray, np.ndarray]:
   """(low, full) [num, H, W] in HU: phantom pairs of seed + 1 at the configured dose."""
   src = phantom.PhantomCT(seed=config.seed + 1, size=config.image_size, num_examples=num,

@@ -1,5 +1,7 @@
 """Architectures, selected by `config.model.name`. Adding one is an import and a line here."""
 
+from aigc_jax.models import autoencoder
+from aigc_jax.models import gan
 from aigc_jax.models import restoration
 from aigc_jax.models import unet
 
@@ -7,6 +9,8 @@ MODELS = {
     'unet': unet.UNet,
     'conv_autoencoder': restoration.ConvAutoencoder,
     'red_cnn': restoration.REDCNN,
+    'dcgan': gan.GAN,
+    'kl_autoencoder': autoencoder.KLAutoencoder,
 }
 
 

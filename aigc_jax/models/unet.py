@@ -49,7 +49,8 @@ class ResBlock(nn.Module):
   def __call__(self, x, temb, train: bool):
     h = nn.silu(nn.GroupNorm(self.norm_groups, dtype=self.dtype)(x))
     h = conv(self.features, dtype=self.dtype)(h)
-    h = h + dense(self.features, dtype=self.dtype)(nn.silu(temb))[:, None, None, :]
+    if temb is not None:  # None: a plain residual block (the autoencoder's)
+      h = h + dense(self.features, dtype=self.dtype)(nn.silu(temb))[:, None, None, :]
     h = nn.silu(nn.GroupNorm(self.norm_groups, dtype=self.dtype)(h))
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     # Zero-initialised last conv: each block starts as the identity, which keeps deep U-Nets stable.

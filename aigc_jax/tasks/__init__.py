@@ -1,11 +1,17 @@
 """Objectives, selected by `config.task.name`; see task.py for what a task gives the trainer."""
 
+from aigc_jax.tasks import autoencoder
 from aigc_jax.tasks import diffusion
+from aigc_jax.tasks import gan
+from aigc_jax.tasks import latent_diffusion
 from aigc_jax.tasks import restoration
 
 TASKS = {
     'diffusion': diffusion.DiffusionTask,
     'restoration': restoration.RestorationTask,
+    'gan': gan.GANTask,
+    'vae': autoencoder.VAETask,
+    'latent_diffusion': latent_diffusion.LatentDiffusionTask,
 }
 
 

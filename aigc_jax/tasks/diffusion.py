@@ -13,13 +13,10 @@ out = out(∅) + w · (out(y) − out(∅)) (Ho & Salimans 2022). w = 1 is plain
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from aigc_jax import diffusion
 from aigc_jax import flow
 from aigc_jax import models
-from aigc_jax import quality
-from aigc_jax.data import pipeline
 from aigc_jax.tasks import task
 
 
@@ -38,7 +35,7 @@ def guided(apply, x: jax.Array, t: jax.Array, y: jax.Array, null: int, scale: fl
   return uncond + scale * (cond - uncond)
 
 
-class DiffusionTask(task.Task):
+class DiffusionTask(task.Generator):
   """Learns p(image) (or p(image | label)) from batches {'image': [B, H, W, C] in [-1, 1], label: [B]}."""
 
   def __init__(self, config: ml_collections.ConfigDict):
@@ -59,7 +56,7 @@ class DiffusionTask(task.Task):
     self.sample_steps, self.ddim_eta, self.num_samples = t.sample_steps, t.ddim_eta, t.num_samples
     self.cond_key, self.num_classes = t.condition_on, config.model.num_classes
     self.cond_dropout, self.guidance = t.cond_dropout, t.guidance
-    self.data, self._reference = config.data, None
+    self.data = config.data
     if self.cond_key:
       if self.num_classes < 1:
         raise ValueError(f'config.task.condition_on={self.cond_key!r} needs config.model.num_classes >= 1 '
@@ -104,19 +101,3 @@ class DiffusionTask(task.Task):
       return diffusion.ddpm_sample(model_fn, self.schedule, rng, shape, prediction=self.prediction)
     return diffusion.ddim_sample(model_fn, self.schedule, rng, shape, num_steps=self.sample_steps,
                                  eta=self.ddim_eta, prediction=self.prediction, spacing=self.spacing)
-
-  def evaluate(self, params, rng, batch):
-    shape = (self.num_samples,) + batch['image'].shape[1:]
-    return {'samples': self.sample(params, rng, shape)}
-
-  def sample_metrics(self, outputs):
-    """Cheap realism checks of the periodic samples against as many held-out slices (see evaluate.py):
-    W1 between HU distributions, and the share with plausible anatomy (CT data only)."""
-    d = self.data
-    if d.name != 'phantom_ct':
-      return {}
-    hu = pipeline.unwindow(np.asarray(outputs['samples'])[..., 0], d.window_lo, d.window_hi)
-    if self._reference is None:  # drawn once per run: the same slices at every sample step
-      self._reference = np.clip(pipeline.held_out_hu(d, len(hu)), d.window_lo, d.window_hi)
-    return {'hu_w1': quality.hu_wasserstein(hu, self._reference)['all'],
-            'anatomy_plausible': float(np.mean([quality.anatomy(x)['plausible'] for x in hu]))}

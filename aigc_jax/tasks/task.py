@@ -22,7 +22,11 @@ returns zero gradients for its frozen first stage. So every family trains throug
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
+
+from aigc_jax import quality
+from aigc_jax.data import pipeline
 
 Params = Any
 Metrics = dict[str, jax.Array]
@@ -47,3 +51,35 @@ class Task:
   def sample_metrics(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
     del outputs
     return {}
+
+
+class Generator(Task):
+  """A task that draws images from noise: `sample(params, rng, shape, labels=None)` in [-1, 1].
+
+  Gives the periodic sample grid and its cheap CT realism scores, and is what `aigc_jax.sample` and
+  `aigc_jax.evaluate` call, so every generator family is sampled, exported and evaluated the same way.
+  Subclasses set `self.data` (config.data) and `self.num_samples` and implement `sample`.
+  """
+
+  data: ml_collections.ConfigDict
+  num_samples: int
+  _reference: np.ndarray | None = None
+
+  def sample(self, params: Params, rng: jax.Array, shape: tuple[int, ...], labels: Any = None) -> jax.Array:
+    raise NotImplementedError
+
+  def evaluate(self, params, rng, batch):
+    shape = (self.num_samples,) + tuple(batch['image'].shape[1:])
+    return {'samples': self.sample(params, rng, shape)}
+
+  def sample_metrics(self, outputs):
+    """W1 between the HU distributions of the samples and as many held-out slices, and the share with
+    plausible anatomy (phantom CT only; evaluate.py does the full report)."""
+    d = self.data
+    if d.name != 'phantom_ct' or 'samples' not in outputs:
+      return {}
+    hu = pipeline.unwindow(np.asarray(outputs['samples'])[..., 0], d.window_lo, d.window_hi)
+    if self._reference is None:  # drawn once per run: the same slices at every sample step
+      self._reference = np.clip(pipeline.held_out_hu(d, len(hu)), d.window_lo, d.window_hi)
+    return {'hu_w1': quality.hu_wasserstein(hu, self._reference)['all'],
+            'anatomy_plausible': float(np.mean([quality.anatomy(x)['plausible'] for x in hu]))}

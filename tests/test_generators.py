@@ -1,0 +1,118 @@
+"""The other generator families on the one trainer: GAN, KL autoencoder and latent diffusion."""
+
+import json
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aigc_jax import adversarial
+from aigc_jax import evaluate
+from aigc_jax import sample
+from aigc_jax import tasks
+from aigc_jax import train
+from aigc_jax.tasks import autoencoder
+from configs import ct_gan
+from configs import ct_ldm
+from configs import ct_vae
+
+
+def test_adversarial_losses_match_hand_computed_values():
+  zeros = jnp.zeros(4)
+  np.testing.assert_allclose(adversarial.discriminator_loss(zeros, zeros, 'non_saturating'), 2 * np.log(2), rtol=1e-6)
+  np.testing.assert_allclose(adversarial.generator_loss(zeros, 'non_saturating'), np.log(2), rtol=1e-6)
+  real, fake = jnp.array([2.0, 0.5]), jnp.array([-2.0, 0.5])
+  # hinge: mean(relu(1 - [2, .5])) + mean(relu(1 + [-2, .5])) = 0.25 + 0.75
+  np.testing.assert_allclose(adversarial.discriminator_loss(real, fake, 'hinge'), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(adversarial.generator_loss(fake, 'hinge'), 0.75, rtol=1e-6)
+  # A linear discriminator D(x) = <w, x> has ∇ₓD = w for every example: R1 = ‖w‖².
+  w = jax.random.normal(jax.random.PRNGKey(0), (1, 4, 4, 1))
+  x = jax.random.normal(jax.random.PRNGKey(1), (3, 4, 4, 1))
+  np.testing.assert_allclose(adversarial.r1_penalty(lambda v: jnp.sum(v * w, axis=(1, 2, 3)), x),
+                             jnp.sum(w ** 2), rtol=1e-5)
+  with pytest.raises(ValueError, match='gan_loss'):
+    adversarial.check_loss('wasserstein')
+
+
+def test_kl_divergence_of_gaussians():
+  np.testing.assert_allclose(autoencoder.kl_divergence(jnp.zeros(3), jnp.zeros(3)), 0.0, atol=1e-7)
+  # KL(N(1, e) ‖ N(0, 1)) = ½(1 + e − 1 − 1)
+  np.testing.assert_allclose(autoencoder.kl_divergence(jnp.array(1.0), jnp.array(1.0)), 0.5 * (np.e - 1), rtol=1e-6)
+
+
+def _changed(before, after):
+  return jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), before, after)
+
+
+def test_gan_updates_both_networks_in_one_step_and_is_evaluated_by_the_harness(tmp_path):
+  c = ct_gan.get_config('test')
+  task = tasks.build(c)
+  batch = {'image': jax.random.uniform(jax.random.PRNGKey(0), (8, 16, 16, 1), minval=-1, maxval=1)}
+  params = nn.meta.unbox(task.init(jax.random.PRNGKey(1), batch))
+  grads, metrics = task.grads(params, batch, jax.random.PRNGKey(2))
+  assert set(grads) == {'gen', 'disc'} and {'d_loss', 'g_loss', 'r1', 'loss'} <= set(metrics)
+  for net in ('gen', 'disc'):
+    assert float(sum(jnp.sum(jnp.abs(g)) for g in jax.tree.leaves(grads[net]))) > 0
+  # The generator's gradient is that of L_G alone: the discriminator's loss does not leak into it.
+  g_only = jax.grad(lambda g: adversarial.generator_loss(
+      task._discriminate(params['disc'], task._generate(g, jax.random.normal(jax.random.PRNGKey(2), (8, 16)))),
+      'non_saturating'))(params['gen'])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads['gen'], g_only)
+
+  state = train.train_and_evaluate(c, str(tmp_path))
+  assert all(jax.tree.leaves(_changed(params, state.params)))  # untouched leaves would mean a dead network
+  rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  assert any('train/d_loss' in r and 'train/g_loss' in r for r in rows)
+  assert any('eval/hu_w1' in r for r in rows)
+  report = evaluate.evaluate(str(tmp_path), num=8, audit_train=16, batch=8)
+  assert report['step'] == 4 and np.isfinite(report['realism']['hu_w1']['all'])
+  hu, _, _ = sample.generate(str(tmp_path), num=3, batch=8)
+  assert hu.shape == (3, 16, 16) and hu.min() >= -1000 and hu.max() <= 1000
+  bad = ct_gan.get_config('test')
+  bad.model.image_size = 32
+  with pytest.raises(ValueError, match='image_size'):
+    tasks.build(bad)
+
+
+@pytest.mark.parametrize('adv_weight', [0.0, 0.1])
+def test_vae_trains_and_reports_reconstruction(tmp_path, adv_weight):
+  c = ct_vae.get_config('test')
+  c.task.adv_weight = adv_weight
+  state = train.train_and_evaluate(c, str(tmp_path))
+  assert set(state.params) == ({'vae', 'disc'} if adv_weight else {'vae'})
+  rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  assert any('train/kl' in r and 'train/l1' in r for r in rows)
+  assert any('eval/recon_psnr_db' in r for r in rows)
+  if adv_weight:
+    assert any('train/d_loss' in r for r in rows)
+    return
+  report = evaluate.evaluate(str(tmp_path), num=8, audit_train=16, batch=8)
+  rec = report['reconstruction']
+  assert rec['psnr_db']['ci95'][0] <= rec['psnr_db']['mean'] <= rec['psnr_db']['ci95'][1]
+
+
+def test_latent_diffusion_trains_on_frozen_scaled_latents_and_decodes_samples(tmp_path):
+  vae_dir, ldm_dir = tmp_path / 'vae', tmp_path / 'ldm'
+  train.train_and_evaluate(ct_vae.get_config('test'), str(vae_dir))
+  c = ct_ldm.get_config('test')
+  with pytest.raises(ValueError, match='autoencoder'):
+    tasks.build(c)  # no autoencoder named: the message says which run to train first
+  c.task.autoencoder = str(vae_dir)
+  task = tasks.build(c)
+  _, vae_task, vae_params, _ = sample.load_run(str(vae_dir))
+  images = jnp.asarray(next(iter(__import__('aigc_jax.data.pipeline', fromlist=['x']).make_dataset(
+      c.data, batch_size=16, process_index=0, process_count=1)))['image'])
+  means = vae_task.encode(vae_params, images)[0]
+  # The scale makes the first training images' latents unit-variance (16 images: exactly those).
+  np.testing.assert_allclose(float(jnp.std(means)) * task.latent_scale, 1.0, rtol=1e-3)
+  state = train.train_and_evaluate(c, str(ldm_dir))
+  assert 'vae' not in state.params  # the autoencoder is frozen: not trained, not in the optimizer
+  hu, step, _ = sample.generate(str(ldm_dir), num=4, batch=8)
+  assert step == 4 and hu.shape == (4, 16, 16)
+  other = ct_ldm.get_config('test')
+  other.task.autoencoder = str(vae_dir)
+  other.data.image_size = 32
+  with pytest.raises(ValueError, match='image_size'):
+    tasks.build(other)
