@@ -47,3 +47,61 @@ def test_denoiser_trains_on_dose_pairs_and_is_evaluated_beside_the_input(tmp_pat
     bad = ct_denoise.get_config('test')
     bad.data.pairs = False
     tasks.build(bad)
+
+
+def test_denoise_applies_a_trained_run_to_dicom_and_nifti_keeping_geometry_and_no_identifiers(tmp_path):
+  import nibabel as nib  # pylint: disable=g-import-not-at-top
+  import pydicom  # pylint: disable=g-import-not-at-top
+  import scan_files  # pylint: disable=g-import-not-at-top
+  from aigc_jax import denoise  # pylint: disable=g-import-not-at-top
+  from aigc_jax.data import phantom  # pylint: disable=g-import-not-at-top
+  from test_prepare import PLANTED  # pylint: disable=g-import-not-at-top
+
+  run = tmp_path / 'run'
+  train.train_and_evaluate(ct_denoise.get_config('test'), str(run))
+  inp, out = tmp_path / 'scans' / 'patient_a', tmp_path / 'out'
+  scan_files.ct_series(str(inp), 3, PLANTED)
+  # A NIfTI in LPS voxel order (x → patient's left), 3 phantom slices of 24 × 20: not the training size.
+  hu = np.stack([phantom.PhantomCT(seed=5, size=24, num_examples=3)[i]['hu'][:, 2:22] for i in range(3)])
+  lps = np.diag([-0.8, -0.8, 2.0, 1.0])
+  nib.save(nib.Nifti1Image(np.round(hu.transpose(2, 1, 0)).astype(np.int16), lps), str(inp / 'vol.nii.gz'))
+
+  report = denoise.denoise(str(run), str(tmp_path / 'scans'), str(out))
+  assert sorted(w['kind'] for w in report['written']) == ['dicom', 'nifti'] and not report['problems']
+  n_dicom = [w['kind'] for w in report['written']].index('dicom')
+  d = denoise.Denoiser(str(run))
+
+  originals = sorted((pydicom.dcmread(p) for p in (inp.glob('*.dcm'))), key=lambda ds: ds.ImagePositionPatient[2])
+  written = [pydicom.dcmread(p) for p in sorted((out / f'series_{n_dicom}').glob('*.dcm'))]
+  assert len(written) == 3
+  hu_in = np.stack([pydicom.pixels.apply_modality_lut(ds.pixel_array, ds) for ds in originals]).astype(np.float32)
+  hu_out = np.stack([pydicom.pixels.apply_modality_lut(ds.pixel_array, ds) for ds in written])
+  np.testing.assert_allclose(hu_out, np.round(d(hu_in)), atol=1.0)  # the model's output, stored to 1 HU
+  outside = (hu_in <= -1000) | (hu_in >= 1000)
+  np.testing.assert_array_equal(hu_out[outside], hu_in[outside])  # beyond the window: kept as it was
+  assert np.any(hu_out[~outside] != hu_in[~outside])
+  for a, b in zip(originals, written):
+    for tag in ('ImagePositionPatient', 'ImageOrientationPatient', 'PixelSpacing', 'Rows', 'Columns',
+                'SliceThickness', 'RescaleSlope', 'RescaleIntercept'):
+      assert a.get(tag) == b.get(tag), tag
+    assert b.ImageType[:2] == ['DERIVED', 'SECONDARY'] and 'DENOISED' in b.SeriesDescription
+    assert b.SeriesInstanceUID != a.SeriesInstanceUID and b.SOPInstanceUID != a.SOPInstanceUID
+  assert len({ds.SeriesInstanceUID for ds in written}) == 1 and len({ds.FrameOfReferenceUID for ds in written}) == 1
+  blob = b''.join(p.read_bytes() for p in out.rglob('*') if p.is_file())
+  for value in list(PLANTED.values()) + ['patient_a']:
+    assert value.encode() not in blob, value
+    assert value not in str(sorted(out.rglob('*')))
+
+  vol = nib.load(str(out / f'volume_{1 - n_dicom}.nii.gz'))
+  np.testing.assert_allclose(vol.affine, lps, atol=1e-6)  # stored as float32
+  assert vol.shape == (20, 24, 3) and vol.get_data_dtype() == np.int16
+  # LPS voxels are already the radiological view (columns toward the left, rows posterior): the model's
+  # output on those slices, in the file's own voxel order.
+  np.testing.assert_allclose(vol.get_fdata().transpose(2, 1, 0), d(np.round(hu).astype(np.float32)), atol=1.0)
+
+  with pytest.raises(ValueError, match='restoration'):
+    diffusion_run = tmp_path / 'not_a_denoiser'
+    diffusion_run.mkdir()
+    (diffusion_run / 'config.json').write_text(json.dumps(json.loads((run / 'config.json').read_text()) | {
+        'task': {'name': 'diffusion'}}))
+    denoise.Denoiser(str(diffusion_run))

@@ -1,0 +1,201 @@
+r"""Applies a trained restoration model (configs/ct_denoise.py) to the user's own CT: DICOM or NIfTI in, the
+same format out, geometry kept.
+
+  python -m aigc_jax.denoise --workdir=runs/ct_denoise --input=SCANS --output=DENOISED
+
+Every CT series and NIfTI volume under `--input` is found and ordered as `aigc_jax.data.prepare` does, and
+each axial slice goes through the model at its own resolution (the networks are fully convolutional). The
+model sees slices in the config's HU window; its correction is applied to the HU where the input lies inside
+that window, and HU outside it (dense bone, metal, air beyond −1000) are kept, so nothing is clipped away.
+
+Output, `--output/series_<n>/IMG<k>.dcm` or `--output/volume_<n>.nii.gz`:
+  DICOM  each input slice with its pixel data replaced (same rows, columns, spacing, position, orientation,
+         rescale), marked DERIVED\SECONDARY with the model in SeriesDescription / DerivationDescription;
+         new Study/Series/SOP/Frame-of-Reference UIDs; patient, institution, staff, date and private tags
+         removed (this codebase never writes patient identifiers; re-link through your own records).
+  NIfTI  the same voxel grid, affine and data type, in the input's voxel order.
+`--output/denoise_report.json` numbers inputs by their place in `find INPUT -type f | sort`, never by name.
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+import jax
+import numpy as np
+
+from aigc_jax import export
+from aigc_jax import metrics
+from aigc_jax import sample
+from aigc_jax.data import pipeline
+from aigc_jax.data import scans
+
+FLAGS = flags.FLAGS
+
+# Attributes that identify a patient, a visit or the staff (DICOM PS3.15 basic profile, the common ones).
+IDENTIFYING = (
+    'PatientName', 'PatientID', 'PatientBirthDate', 'PatientBirthTime', 'PatientSex', 'PatientAge',
+    'PatientAddress', 'PatientTelephoneNumbers', 'PatientMotherBirthName', 'OtherPatientIDs',
+    'OtherPatientNames', 'OtherPatientIDsSequence', 'PatientWeight', 'PatientSize', 'EthnicGroup',
+    'MilitaryRank', 'MedicalRecordLocator', 'PatientComments', 'AdditionalPatientHistory',
+    'InstitutionName', 'InstitutionAddress', 'InstitutionalDepartmentName', 'StationName',
+    'ReferringPhysicianName', 'PerformingPhysicianName', 'OperatorsName', 'NameOfPhysiciansReadingStudy',
+    'PhysiciansOfRecord', 'RequestingPhysician', 'AccessionNumber', 'StudyID', 'DeviceSerialNumber',
+    'StudyDate', 'SeriesDate', 'AcquisitionDate', 'ContentDate', 'StudyTime', 'SeriesTime', 'AcquisitionTime',
+    'ContentTime', 'AcquisitionDateTime', 'StudyDescription', 'RequestAttributesSequence',
+    'ReferencedStudySequence', 'ReferencedPatientSequence', 'ReferencedImageSequence', 'SourceImageSequence',
+    'ImageComments', 'IssuerOfPatientID', 'IrradiationEventUID')
+
+
+def define_flags():
+  flags.DEFINE_string('workdir', None, 'A trained restoration run (configs/ct_denoise.py).')
+  flags.DEFINE_string('input', None, 'Folder of DICOM series and/or NIfTI volumes (CT, HU).')
+  flags.DEFINE_string('output', None, 'Folder to write the denoised series and volumes to.')
+  flags.DEFINE_integer('batch', 8, 'Slices per model call.')
+
+
+class Denoiser:
+  """The latest EMA parameters of a restoration run, as a function of HU slices [N, H, W] → HU."""
+
+  def __init__(self, workdir: str):
+    name = sample.load_config(workdir).task.name
+    if name != 'restoration':
+      raise ValueError(f'--workdir={workdir!r} trained a {name!r} task; give a restoration run '
+                       '(python -m aigc_jax.main --config=configs/ct_denoise.py ...).')
+    self.config, self.task, self.params, self.step = sample.load_run(workdir)
+    self.pixel_mm = sample.pixel_mm(self.config.data)
+    self.description = export.provenance(workdir, self.step, self.config.to_json_best_effort())
+    self._restore = jax.jit(self.task.restore)
+    self._multiple = 2 ** len(self.config.model.get('channels', ())) if self.config.model.name == \
+        'conv_autoencoder' else 1
+
+  def __call__(self, hu: np.ndarray, batch: int = 8) -> np.ndarray:
+    lo, hi = self.config.data.window_lo, self.config.data.window_hi
+    n, h, w = hu.shape
+    m = self._multiple  # strided encoders need sides divisible by their total stride: pad, then crop
+    ph, pw = -h % m, -w % m
+    x = pipeline.window(hu, lo, hi)
+    xp = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode='edge')[..., None]
+    out = np.concatenate([np.asarray(self._restore(self.params, xp[i:i + batch])) for i in range(0, n, batch)])
+    correction = (out[:, :h, :w, 0] - x) * (hi - lo) / 2.0
+    inside = (hu > lo) & (hu < hi)
+    return np.where(inside, hu + correction, hu).astype(np.float32)
+
+
+def _write_dicom(denoiser, files, series, hu_out, folder):
+  import pydicom  # pylint: disable=g-import-not-at-top
+  from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # pylint: disable=g-import-not-at-top
+  os.makedirs(folder, exist_ok=True)
+  uids = {}  # one new UID per old one: slices of a series keep sharing study / series / frame of reference
+  new_uid = lambda old: uids.setdefault(str(old), generate_uid())
+  for k, (i, hu) in enumerate(zip(series.files, hu_out)):
+    ds = pydicom.dcmread(files[i])
+    slope, intercept = float(ds.get('RescaleSlope', 1.0)), float(ds.get('RescaleIntercept', 0.0))
+    dtype = np.int16 if int(ds.get('PixelRepresentation', 0)) else np.uint16
+    bits = int(ds.get('BitsStored', 16))
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if dtype == np.int16 else (0, (1 << bits) - 1)
+    stored = np.clip(np.round((hu - intercept) / slope), lo, hi).astype(dtype)
+    for name in IDENTIFYING:
+      if name in ds:
+        delattr(ds, name)
+    ds.remove_private_tags()
+    ds.PatientName, ds.PatientID = 'DENOISED^ANONYMOUS', 'ANONYMOUS'
+    for name in ('StudyInstanceUID', 'SeriesInstanceUID', 'FrameOfReferenceUID'):
+      setattr(ds, name, new_uid(ds.get(name, f'none:{name}')))
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.ImageType = ['DERIVED', 'SECONDARY'] + list(ds.get('ImageType', ['', ''])[2:])
+    ds.SeriesDescription = f'DENOISED {denoiser.description}'[:64]
+    ds.DerivationDescription = f'Denoised by aigc_jax {denoiser.description}'[:1024]
+    ds.PixelData = stored.tobytes()
+    ds['PixelData'].VR = 'OW'
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # decoded once, written uncompressed
+    pydicom.dcmwrite(os.path.join(folder, f'IMG{k:04d}.dcm'), ds, enforce_file_format=True)
+
+
+def _nifti_volume(path):
+  """(image, HU [slices, rows, cols] in the radiological view, and the function that maps such a volume back
+  to the file's own voxel order)."""
+  import nibabel as nib  # pylint: disable=g-import-not-at-top
+  img = nib.load(path)
+  if len(img.shape) != 3:
+    raise scans.Skip(f'{len(img.shape)}-D NIfTI; only 3-D volumes are denoised')
+  own = nib.orientations.io_orientation(img.affine)
+  ras = nib.orientations.axcodes2ornt('RAS')
+  data = nib.orientations.apply_orientation(np.asarray(img.get_fdata(), np.float32),
+                                            nib.orientations.ornt_transform(own, ras))
+  view = np.ascontiguousarray(data[::-1, ::-1, :].transpose(2, 1, 0))  # as scans.load shows NIfTI
+
+  def back(vol):
+    canonical = np.ascontiguousarray(vol.transpose(2, 1, 0)[::-1, ::-1, :])
+    return nib.orientations.apply_orientation(canonical, nib.orientations.ornt_transform(ras, own))
+
+  return img, view, back
+
+
+def _write_nifti(denoiser, img, data, path):
+  import nibabel as nib  # pylint: disable=g-import-not-at-top
+  header = img.header.copy()
+  header['descrip'] = f'DENOISED aigc_jax {denoiser.description}'.encode()[:79]
+  header['aux_file'] = b''
+  header['db_name'] = b''
+  out = nib.Nifti1Image(data.astype(np.float32), img.affine, header)
+  out.set_data_dtype(img.get_data_dtype())  # the input's storage type; nibabel picks the scaling
+  nib.save(out, path)
+
+
+def denoise(workdir: str, input_dir: str, output: str, batch: int = 8) -> dict:
+  """Denoises every CT series / NIfTI volume under `input_dir` into `output`; returns the report."""
+  metrics.quiet_library_logs()
+  denoiser = Denoiser(workdir)
+  files = scans.list_files(input_dir)
+  found, skipped, problems = scans.find_series(files, input_dir, 'CT', '2d')
+  if not found:
+    raise ValueError(f'--input={input_dir!r}: no CT series or NIfTI volume found ({len(files)} files, '
+                     f'{len(skipped)} skipped); see the reasons with python -m aigc_jax.data.prepare.')
+  os.makedirs(output, exist_ok=True)
+  done = []
+  for n, s in enumerate(found):
+    try:
+      if s.kind == 'dicom':
+        hu = scans.load(s, files, skipped, '3d')  # every slice or none: the output series stays whole
+        out = denoiser(hu, batch)
+        _write_dicom(denoiser, files, s, out, os.path.join(output, f'series_{n}'))
+      else:
+        img, hu, back = _nifti_volume(files[s.files[0]])
+        out = denoiser(hu, batch)
+        _write_nifti(denoiser, img, back(out), os.path.join(output, f'volume_{n}.nii.gz'))
+    except scans.Skip as e:
+      problems.append(f'{s.kind} {n} (files {s.files}): {e}')
+      continue
+    spacing = s.spacing[0]
+    note = ''
+    if spacing and not 0.5 <= spacing / denoiser.pixel_mm <= 2.0:
+      note = (f'pixel spacing {spacing:.2f} mm vs {denoiser.pixel_mm:.2f} mm in training: the noise texture '
+              'differs, check the result')
+    done.append({'kind': s.kind, 'input_files': s.files, 'slices': int(len(hu)),
+                 'mean_abs_change_hu': float(np.mean(np.abs(out - hu))), **({'note': note} if note else {})})
+  report = {'workdir': os.path.abspath(workdir), 'step': denoiser.step, 'model': denoiser.description,
+            'written': done, 'problems': problems, 'skipped_files': {str(i): r for i, r in sorted(skipped.items())}}
+  with open(os.path.join(output, 'denoise_report.json'), 'w') as f:
+    json.dump(report, f, indent=1)
+  return report
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  r = denoise(FLAGS.workdir, FLAGS.input, FLAGS.output, FLAGS.batch)
+  for n, d in enumerate(r['written']):
+    print(f'{d["kind"]} {n}: {d["slices"]} slices, mean |change| {d["mean_abs_change_hu"]:.1f} HU'
+          + (f' ({d["note"]})' if 'note' in d else ''))
+  print(f'{len(r["written"])} written to {FLAGS.output}; {len(r["skipped_files"])} files skipped, '
+        f'{len(r["problems"])} problems (see denoise_report.json)')
+
+
+if __name__ == '__main__':
+  define_flags()
+  for name in ('workdir', 'input', 'output'):
+    flags.mark_flag_as_required(name)
+  app.run(main)
