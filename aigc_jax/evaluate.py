@@ -13,8 +13,9 @@ bootstrap 95% interval where it is a mean over samples:
   memorization each sample's nearest of `audit_train` training examples the run saw (pixels): distance, the
                ratio nearest / second nearest, the share flagged as copies (ratio < `copy_ratio`), and the
                same distances for the reference images; the worst pairs saved side by side
-Feature-space metrics (FID, KID, precision/recall) need a feature network that does not exist yet; the
-report says so rather than printing a number from an arbitrary one.
+  features     FID, KID (unbiased), k-NN precision/recall (k = 3) and the nearest training image, in the
+               space of the feature network (`aigc_jax/features.py`; `--features=PATH`), named with its
+               SHA-256; the same FID/KID between held-out and training slices is the floor at this count
 
 An autoencoder (`config.task.name = 'vae'`) is sampled from its prior and also scored on reconstructing the
 held-out slices (PSNR, SSIM, RMSE in HU).
@@ -24,7 +25,7 @@ A restoration run (`config.task.name = 'restoration'`, e.g. configs/ct_denoise.p
 restored slice against the full-dose one, always beside the same metrics for the unprocessed low-dose input
 (filtered back-projection), so the gain is visible.
 
-Writes `<workdir>/eval/step_<step>.json`, TensorBoard scalars and images under `<workdir>/eval/`.
+Writes `<workdir>/eval/step_<step>[_<override><value>…].json`, TensorBoard scalars and images under `<workdir>/eval/`.
 """
 
 import json
@@ -36,6 +37,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from aigc_jax import features as features_lib
 from aigc_jax import metrics
 from aigc_jax import quality
 from aigc_jax import sample
@@ -55,6 +57,11 @@ def define_flags():
   flags.DEFINE_string('split', 'test', 'Split of --reference.')
   flags.DEFINE_integer('seed', 0, 'Sampling and bootstrap seed.')
   flags.DEFINE_integer('batch', 16, 'Images per compiled sampling call.')
+  flags.DEFINE_string('sampler', '', 'Override config.task.sampler (ddim | ddpm; euler | heun for flow).')
+  flags.DEFINE_integer('sample_steps', 0, 'Override config.task.sample_steps; 0 keeps it.')
+  flags.DEFINE_float('ddim_eta', -1.0, 'Override config.task.ddim_eta; negative keeps it.')
+  flags.DEFINE_string('features', '', 'Feature network for FID/KID/precision/recall (default: the shipped '
+                      'aigc_jax/assets/ct_features.msgpack; reports name its SHA-256).')
 
 
 def _mean_ci(values, seed):
@@ -114,10 +121,30 @@ def _reconstruction(workdir: str, real_hu: np.ndarray, seed: int) -> dict:
           'rmse_hu': _mean_ci([quality.rmse(a, b) for a, b in zip(recon, real_hu)], seed)}
 
 
+def _feature_metrics(features_path: str, gen: np.ndarray, real: np.ndarray, train: np.ndarray, seed: int
+                     ) -> dict:
+  """FID, KID, precision/recall and the nearest training image, in the feature network's space; the same
+  FID/KID between the held-out slices and as many training slices shows the floor at this sample count."""
+  net = features_lib.Features(features_path)
+  fg, fr, ft = net(gen), net(real), net(train)
+  floor = ft[:len(fr)]
+  precision, recall = quality.precision_recall(fr, fg, k=3)
+  _, dist, ratio = quality.nearest_neighbours(fg, ft)
+  _, ref_dist, _ = quality.nearest_neighbours(fr, ft)
+  return {'network': net.name, 'path': os.path.abspath(net.path), 'sha256': net.sha256,
+          'fid': quality.frechet_distance(fg, fr), 'fid_real_vs_train': quality.frechet_distance(floor, fr),
+          'kid': quality.kernel_inception_distance(fg, fr),
+          'kid_real_vs_train': quality.kernel_inception_distance(floor, fr),
+          'precision': precision, 'recall': recall, 'k': 3,
+          'nn_distance': _mean_ci(dist, seed), 'nn_distance_reference': _mean_ci(ref_dist, seed),
+          'nn_ratio': _mean_ci(ratio, seed)}
+
+
 def evaluate(workdir: str, *, num: int = 256, audit_train: int = 2048, copy_ratio: float = 0.5,
-             reference: str = '', data_dir: str = '', split: str = 'test', seed: int = 0, batch: int = 16
-             ) -> dict:
-  hu, step, config = sample.generate(workdir, num=num, seed=seed, batch=batch)
+             reference: str = '', data_dir: str = '', split: str = 'test', seed: int = 0, batch: int = 16,
+             features: str = '', overrides: dict | None = None) -> dict:
+  """The generator report (see the module doc); `overrides` replace config.task fields for sampling."""
+  hu, step, config = sample.generate(workdir, num=num, seed=seed, batch=batch, overrides=overrides)
   d = config.data
   lo, hi = d.window_lo, d.window_hi
   real = np.clip(pipeline.held_out_hu(d, num, reference, data_dir, split), lo, hi)
@@ -130,7 +157,7 @@ def evaluate(workdir: str, *, num: int = 256, audit_train: int = 2048, copy_rati
   _, ref_dist, _ = quality.nearest_neighbours(win(real), train)
   copies = ratio < copy_ratio
   report = {
-      'workdir': os.path.abspath(workdir), 'step': step, 'num_samples': num,
+      'workdir': os.path.abspath(workdir), 'step': step, 'num_samples': num, 'sampling': dict(overrides or {}),
       'reference': reference or f'phantom_ct seed {d.seed + 1} (held out)',
       'realism': {
           'hu_w1': quality.hu_wasserstein(hu, real, seed=seed),
@@ -148,27 +175,42 @@ def evaluate(workdir: str, *, num: int = 256, audit_train: int = 2048, copy_rati
           'nn_ratio': _mean_ci(ratio, seed), 'copy_ratio_threshold': copy_ratio,
           'flagged_share': float(copies.mean()), 'flagged': [int(i) for i in np.nonzero(copies)[0]],
       },
-      'feature_metrics': 'not computed: FID/KID/precision/recall need a feature network (none trained yet)',
   }
+  report['features'] = _feature_metrics(features, win(hu), win(real), train, seed)
   if config.task.name == 'vae':
     report['reconstruction'] = _reconstruction(workdir, real, seed)
   out = os.path.join(workdir, 'eval')
   os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, f'step_{step}.json'), 'w') as f:
+  # Another sampler's report goes beside the default one, named after what it changed.
+  tag = ''.join(f'_{k}{v}' for k, v in sorted((overrides or {}).items()))
+  with open(os.path.join(out, f'step_{step}{tag}.json'), 'w') as f:
     json.dump(report, f, indent=1)
   worst = np.argsort(ratio)[:8]  # closest to a single training image: sample beside its neighbour
   side = np.concatenate([win(hu)[worst], train[idx[worst]]], axis=2)[..., None]
-  metrics.save_png(os.path.join(out, f'nearest_pairs_{step}.png'), metrics.image_grid(side, cols=2))
+  metrics.save_png(os.path.join(out, f'nearest_pairs_{step}{tag}.png'), metrics.image_grid(side, cols=2))
   writer = metrics.Writer(out)
   writer.scalars(step, {
       'eval/hu_w1': report['realism']['hu_w1']['all'],
       'eval/anatomy_plausible': report['realism']['anatomy_plausible']['mean'],
       'eval/ms_ssim_pairs': report['diversity']['ms_ssim_pairs']['mean'],
       'eval/nn_ratio': report['memorization']['nn_ratio']['mean'],
-      'eval/flagged_share': report['memorization']['flagged_share']})
+      'eval/flagged_share': report['memorization']['flagged_share'],
+      'eval/fid': report['features']['fid'], 'eval/kid': report['features']['kid'],
+      'eval/precision': report['features']['precision'], 'eval/recall': report['features']['recall']})
   writer.image(step, 'eval/nearest_pairs', metrics.image_grid(side, cols=2))
   writer.close()
   return report
+
+
+def _sampling_overrides() -> dict:
+  out = {}
+  if FLAGS.sampler:
+    out['sampler'] = FLAGS.sampler
+  if FLAGS.sample_steps:
+    out['sample_steps'] = FLAGS.sample_steps
+  if FLAGS.ddim_eta >= 0:
+    out['ddim_eta'] = FLAGS.ddim_eta
+  return out
 
 
 def main(argv):
@@ -189,9 +231,10 @@ def main(argv):
     return
   r = evaluate(FLAGS.workdir, num=FLAGS.num, audit_train=FLAGS.audit_train, copy_ratio=FLAGS.copy_ratio,
                reference=FLAGS.reference, data_dir=FLAGS.data_dir, split=FLAGS.split, seed=FLAGS.seed,
-               batch=FLAGS.batch)
-  real, div, mem = r['realism'], r['diversity'], r['memorization']
-  print(f'step {r["step"]}, {r["num_samples"]} samples vs {r["reference"]}')
+               batch=FLAGS.batch, features=FLAGS.features, overrides=_sampling_overrides())
+  real, div, mem, feat = r['realism'], r['diversity'], r['memorization'], r['features']
+  print(f'step {r["step"]}, {r["num_samples"]} samples vs {r["reference"]}'
+        + (f' (sampling {r["sampling"]})' if r['sampling'] else ''))
   print('HU W1 (HU): ' + ', '.join(f'{k} {v:.1f}' for k, v in real['hu_w1'].items()))
   print(f'plausible anatomy: {fmt(real["anatomy_plausible"])}  (reference {fmt(real["anatomy_plausible_reference"])})')
   print(f'MS-SSIM of pairs: {fmt(div["ms_ssim_pairs"])}  (reference {fmt(div["ms_ssim_pairs_reference"])})')
@@ -201,10 +244,15 @@ def main(argv):
     rec = r['reconstruction']
     print(f'reconstruction of the held-out slices: PSNR {fmt(rec["psnr_db"])} dB  SSIM {fmt(rec["ssim"])}  '
           f'RMSE {fmt(rec["rmse_hu"])} HU')
-  print(r['feature_metrics'])
+  print(f'in the features of {feat["network"]}: FID {feat["fid"]:.3f} (held-out vs training slices: '
+        f'{feat["fid_real_vs_train"]:.3f}), KID {feat["kid"]:.4f} ({feat["kid_real_vs_train"]:.4f}), '
+        f'precision {feat["precision"]:.3f}, recall {feat["recall"]:.3f}, nearest training image ratio '
+        f'{fmt(feat["nn_ratio"])}')
   print(json.dumps({'step': r['step'], 'hu_w1': real['hu_w1']['all'],
                     'anatomy_plausible': real['anatomy_plausible']['mean'],
-                    'ms_ssim_pairs': div['ms_ssim_pairs']['mean'], 'flagged_share': mem['flagged_share']}))
+                    'ms_ssim_pairs': div['ms_ssim_pairs']['mean'], 'flagged_share': mem['flagged_share'],
+                    'fid': feat['fid'], 'kid': feat['kid'], 'precision': feat['precision'],
+                    'recall': feat['recall'], 'features_sha256': feat['sha256']}))
 
 
 if __name__ == '__main__':

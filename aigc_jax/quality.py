@@ -77,6 +77,30 @@ def kernel_inception_distance(f1: np.ndarray, f2: np.ndarray) -> float:
                - 2.0 * kxy.mean())
 
 
+def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None] - 2.0 * a @ b.T
+  return np.sqrt(np.maximum(d2, 0.0))
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+  """k-NN manifold precision and recall (Kynkäänniemi et al. 2019) of feature sets [N, D].
+
+  Each set's manifold is the union of balls around its points, each ball reaching that point's k-th nearest
+  neighbour in the same set. Precision: the share of fake points inside the real manifold (fidelity);
+  recall: the share of real points inside the fake manifold (coverage).
+  """
+  real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+
+  def radii(x):
+    return np.sort(_pairwise(x, x), axis=1)[:, k]  # column 0 is the point itself
+
+  r_real, r_fake = radii(real), radii(fake)
+  cross = _pairwise(fake, real)  # [fake, real]
+  precision = float(np.mean(np.any(cross <= r_real[None, :], axis=1)))
+  recall = float(np.mean(np.any(cross.T <= r_fake[None, :], axis=1)))
+  return precision, recall
+
+
 def hu_wasserstein(generated: np.ndarray, real: np.ndarray, *, max_values: int = 200_000, seed: int = 0
                    ) -> dict[str, float]:
   """W1 (in HU) between the pixel-value distributions, overall and within each tissue band of `BANDS`

@@ -1,13 +1,17 @@
 """The command line as a user runs it, in a subprocess (flags, config overrides, resume)."""
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pydicom
 from pydicom import pixels
 import scan_files
+
+from aigc_jax import features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,13 +47,17 @@ def test_main_trains_then_resumes(tmp_path):
   assert 'step 3' in ds.ImageComments and json.load(open(os.path.join(folder, 'provenance.json')))['synthetic']
   # The evaluation command on the same run: a JSON report with every section, and the audit's image.
   ev = subprocess.run([sys.executable, '-m', 'aigc_jax.evaluate', f'--workdir={workdir}', '--num=4', '--batch=4',
-                       '--audit_train=16'], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                       '--audit_train=16', '--sample_steps=2'], cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert ev.returncode == 0, ev.stderr[-3000:]
-  report = json.load(open(os.path.join(workdir, 'eval', 'step_3.json')))
-  assert set(report) >= {'realism', 'diversity', 'memorization', 'feature_metrics'}
+  report = json.load(open(os.path.join(workdir, 'eval', 'step_3_sample_steps2.json')))  # named by the override
+  assert set(report) >= {'realism', 'diversity', 'memorization', 'features'}
+  assert report['sampling'] == {'sample_steps': 2}
+  feat = report['features']
+  assert feat['sha256'] == hashlib.sha256(open(features.DEFAULT_PATH, 'rb').read()).hexdigest()
+  assert np.isfinite(feat['fid']) and 0 <= feat['precision'] <= 1 and 0 <= feat['recall'] <= 1
   assert report['memorization']['train_examples'] == 16 and 0 <= report['memorization']['flagged_share'] <= 1
-  assert report['realism']['hu_w1']['all'] > 0 and 'not computed' in report['feature_metrics']
-  assert os.path.exists(os.path.join(workdir, 'eval', 'nearest_pairs_3.png'))
+  assert report['realism']['hu_w1']['all'] > 0 and 'FID' in ev.stdout
+  assert os.path.exists(os.path.join(workdir, 'eval', 'nearest_pairs_3_sample_steps2.png'))
   missing = subprocess.run([sys.executable, '-m', 'aigc_jax.sample', f'--workdir={tmp_path / "nothing"}'],
                            cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert missing.returncode != 0 and 'config.json not found' in missing.stderr

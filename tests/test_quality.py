@@ -59,3 +59,19 @@ def test_hu_wasserstein_anatomy_memorization_and_bootstrap():
   lo, hi = quality.bootstrap_ci(values)
   # Around the sample mean, as wide as the normal-theory interval 2 · 1.96 · σ/√n.
   assert lo < values.mean() < hi and hi - lo == pytest.approx(2 * 1.96 * values.std() / 20, rel=0.15)
+
+
+def test_precision_recall_on_hand_built_manifolds():
+  real = np.array([[0.0], [1.0], [2.0], [3.0]])
+  # k=1: each real point's ball reaches its neighbour (radius 1); fakes at 0.5 and 3.5 are inside, 10 is not.
+  fake = np.array([[0.5], [3.5], [10.0], [10.5]])
+  p, r = quality.precision_recall(real, fake, k=1)
+  assert p == 0.5
+  # Fake radii (k=1): 3.0, 3.0, 0.5, 0.5 → the balls around 0.5 and 3.5 cover every real point.
+  assert r == 1.0
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(size=(300, 4)), rng.normal(size=(300, 4))
+  p, r = quality.precision_recall(a, b)
+  assert p > 0.9 and r > 0.9                       # the same distribution
+  p, r = quality.precision_recall(a, 0.2 * b)      # a collapsed generator: faithful, not covering
+  assert p > 0.95 and r < 0.5

@@ -1,0 +1,158 @@
+r"""The feature space of FID, KID, precision/recall and the feature-space memorization audit, offline.
+
+No InceptionV3 download: by default a small CNN that this codebase trains on the built-in phantom to tell
+the slice level, the lesion kind and the HU histogram of a slice (anatomy and tissue composition), shipped as
+`aigc_jax/assets/ct_features.msgpack` and identified by the SHA-256 of that file. Every report names the file
+and its hash, so two FIDs are comparable exactly when the hashes match. Retrain it (deterministic for a seed
+on one platform; a new file means a new hash and new numbers) with:
+
+  python -m aigc_jax.features --out=aigc_jax/assets/ct_features.msgpack [--steps=1000] [--seed=0]
+
+Inputs are slices windowed to [-1, 1] at any size; they are resized to 32×32 first. Features: the 128
+global-average-pooled channels of the last convolution.
+"""
+
+import hashlib
+import json
+import os
+import time
+
+from absl import app
+from absl import flags
+import flax.linen as nn
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from aigc_jax import metrics
+from aigc_jax.data import phantom
+from aigc_jax.data import pipeline
+
+FLAGS = flags.FLAGS
+DEFAULT_PATH = os.path.join(os.path.dirname(__file__), 'assets', 'ct_features.msgpack')
+SIZE = 32            # inputs are resized to SIZE × SIZE: coarse anatomy, cheap enough for a 2-core CPU
+TRAIN_SEED = 7_000   # phantom seed of the feature net's training slices: apart from every run's 0, 1
+KINDS = 3            # lesion_kind: none, lung nodule, liver mass
+BINS = 16            # HU histogram over the window, a target that ties the features to tissue composition
+
+
+def histogram(x: jax.Array) -> jax.Array:
+  """Share of pixels in each of BINS equal bins of [-1, 1], per image: [N, H, W] → [N, BINS]."""
+  idx = jnp.clip(((x + 1.0) * 0.5 * BINS).astype(jnp.int32), 0, BINS - 1)
+  return jnp.mean(jax.nn.one_hot(idx, BINS), axis=(1, 2))
+
+
+class FeatureNet(nn.Module):
+  channels: tuple[int, ...] = (32, 64, 128)
+
+  @nn.compact
+  def __call__(self, x):
+    """x [N, H, W] in [-1, 1] → (features [N, 128], level [N], lesion-kind logits [N, 3], HU-histogram
+    logits [N, BINS])."""
+    h = jax.image.resize(x[..., None].astype(jnp.float32), (x.shape[0], SIZE, SIZE, 1), 'bilinear')
+    for c in self.channels:
+      h = nn.Conv(c, (3, 3))(h)
+      h = nn.silu(nn.GroupNorm(8)(h))
+      h = nn.Conv(c, (3, 3), strides=(2, 2))(h)
+      h = nn.silu(h)
+    feats = jnp.mean(h, axis=(1, 2))
+    return feats, nn.Dense(1)(feats)[:, 0], nn.Dense(KINDS)(feats), nn.Dense(BINS)(feats)
+
+
+class Features:
+  """A saved feature network as a function of windowed slices; `.name` is what reports print."""
+
+  def __init__(self, path: str = ''):
+    path = path or DEFAULT_PATH
+    if not os.path.exists(path):
+      raise FileNotFoundError(f'Feature network {path!r} not found; train one with python -m aigc_jax.features '
+                              f'--out={path}.')
+    blob = open(path, 'rb').read()
+    self.sha256 = hashlib.sha256(blob).hexdigest()
+    self.path = path
+    net = FeatureNet()
+    target = nn.meta.unbox(jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, SIZE, SIZE))))['params']
+    try:
+      self.params = flax.serialization.from_bytes(target, blob)
+    except Exception as e:
+      raise ValueError(f'{path!r} is not a feature network of this version ({type(e).__name__}); retrain it '
+                       'with python -m aigc_jax.features.') from None
+    self._apply = jax.jit(lambda p, x: net.apply({'params': p}, x)[0])
+
+  @property
+  def name(self) -> str:
+    return f'aigc_jax CT feature net {os.path.basename(self.path)} sha256:{self.sha256[:16]}'
+
+  def __call__(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    images = np.asarray(images, np.float32)
+    return np.concatenate([np.asarray(self._apply(self.params, images[i:i + batch]))
+                           for i in range(0, len(images), batch)]).astype(np.float64)
+
+
+def training_set(num: int, seed: int = TRAIN_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(windowed slices [num, SIZE, SIZE], level [num], lesion kind [num]) from the phantom at `seed`."""
+  src = phantom.PhantomCT(seed=seed, size=SIZE, num_examples=num, lesion_prob=0.5)
+  ex = [src[i] for i in range(num)]
+  x = pipeline.window(np.stack([e['hu'] for e in ex]), -1000.0, 1000.0)
+  return x, np.array([e['level'] for e in ex], np.float32), np.array([e['lesion_kind'] for e in ex], np.int32)
+
+
+def train(out: str, *, steps: int = 1000, num: int = 4096, num_val: int = 512, batch: int = 64, seed: int = 0
+          ) -> dict:
+  """Trains the feature net (level regression + lesion-kind classification) and writes it to `out`."""
+  x, level, kind = training_set(num)
+  vx, vlevel, vkind = training_set(num_val, TRAIN_SEED + 1)
+  net = FeatureNet()
+  params = nn.meta.unbox(net.init(jax.random.PRNGKey(seed), jnp.zeros((1, SIZE, SIZE))))['params']
+  tx = optax.adam(optax.cosine_decay_schedule(1e-3, steps))
+  opt = tx.init(params)
+
+  def loss_fn(p, xb, lb, kb, rng):
+    # Noise of a random strength, so that features do not hinge on noise-free pixels (samples have some).
+    xb = xb + jax.random.uniform(rng, (len(xb), 1, 1)) * 0.05 * jax.random.normal(rng, xb.shape)
+    _, lv, logits, hist_logits = net.apply({'params': p}, xb)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, kb)
+    hist = optax.softmax_cross_entropy(hist_logits, histogram(xb))
+    return jnp.mean(jnp.square(lv - lb)) * 10.0 + jnp.mean(ce) + jnp.mean(hist)
+
+  @jax.jit
+  def step(p, o, xb, lb, kb, rng):
+    loss, g = jax.value_and_grad(loss_fn)(p, xb, lb, kb, rng)
+    u, o = tx.update(g, o, p)
+    return optax.apply_updates(p, u), o, loss
+
+  rng = np.random.default_rng(seed)
+  t0 = time.perf_counter()
+  for i in range(steps):
+    idx = rng.choice(num, min(batch, num), replace=False)
+    params, opt, loss = step(params, opt, x[idx], level[idx], kind[idx], jax.random.PRNGKey(seed * 100_003 + i))
+    if i % 250 == 0 or i == steps - 1:
+      metrics.log(f'feature net step {i}: loss {float(loss):.4f}')
+  _, lv, logits, _ = jax.jit(lambda p, v: net.apply({'params': p}, v))(params, vx)
+  info = {'steps': steps, 'train_examples': num, 'seed': seed, 'train_s': time.perf_counter() - t0,
+          'held_out_level_mae': float(np.mean(np.abs(np.asarray(lv) - vlevel))),
+          'held_out_kind_accuracy': float(np.mean(np.argmax(np.asarray(logits), -1) == vkind))}
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out, 'wb') as f:
+    f.write(flax.serialization.to_bytes(params))
+  info['sha256'] = hashlib.sha256(open(out, 'rb').read()).hexdigest()
+  with open(out + '.json', 'w') as f:
+    json.dump(info, f, indent=1)
+  return info
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  metrics.quiet_library_logs()
+  info = train(FLAGS.out, steps=FLAGS.steps, seed=FLAGS.seed)
+  print(json.dumps(info))
+
+
+if __name__ == '__main__':
+  flags.DEFINE_string('out', DEFAULT_PATH, 'Where to write the feature network (msgpack; a .json beside it).')
+  flags.DEFINE_integer('steps', 1000, 'Training steps (batch 64).')
+  flags.DEFINE_integer('seed', 0, 'Initialisation and batch-order seed.')
+  app.run(main)
