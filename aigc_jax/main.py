@@ -8,11 +8,9 @@ import json
 import os
 import sys
 
-# XLA:CPU's YNNPACK convolutions are slow on these CPUs; keeping YNNPACK for dots and reductions only trains
-# ~1.5x faster (STACK.md). Must be set before jax is imported; a user's own XLA_FLAGS choice wins.
-if '--xla_cpu_experimental_ynn_fusion_type' not in os.environ.get('XLA_FLAGS', ''):
-  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                             ' --xla_cpu_experimental_ynn_fusion_type=individual_dot,reduce').strip()
+from aigc_jax import xla_flags
+
+xla_flags.apply()  # before jax is imported
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402

@@ -71,6 +71,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optim.warmup_steps = 100
     c.optim.ema_decay = 0.995
     c.task.sample_steps = 50
+  elif arg == 'monai':
+    # The PyTorch peer's network (MONAI DiffusionModelUNet, 4,634,305 parameters) at batch 16 of 64×64, for
+    # `python -m aigc_jax.benchmark` beside ../shared/bench/peer_monai_unet.py; it trains like runlocal.
+    c.num_steps = 2_500
+    c.batch_size = 16
+    c.log_every = 50
+    c.sample_every = 500
+    c.checkpoint_every = 500
+    c.data.image_size = 64
+    c.model.channels = (64, 128, 128)
+    c.model.attention_levels = (False, True, True)
+    c.model.num_res_blocks = 1
+    c.model.head_channels = 64
+    c.model.norm_groups = 32
+    c.model.dtype = 'float32'
+    c.optim.warmup_steps = 100
+    c.task.sample_steps = 50
   elif arg == 'test':
     # Tiny: for tests and smoke runs; seconds per step budget on one CPU core.
     common.tiny_trainer(c)
@@ -85,5 +102,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.task.sample_steps = 4
     c.task.num_samples = 8
   elif arg:
-    raise ValueError(f'configs/ct.py: unknown variant {arg!r}; use one of: runlocal, test (or none).')
+    raise ValueError(f'configs/ct.py: unknown variant {arg!r}; use one of: runlocal, monai, test (or none).')
   return c

@@ -73,6 +73,7 @@ def test_run_writes_events_samples_and_checkpoints(tmp_path):
   # The periodic samples are scored against held-out slices (eval/* at each sample step).
   evals = [r for r in rows if 'eval/hu_w1' in r]
   assert [r['step'] for r in evals] == [4] and 0 <= evals[0]['eval/anatomy_plausible'] <= 1
+  assert np.isfinite(evals[0]['eval/kid'])  # in the shipped feature space
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):

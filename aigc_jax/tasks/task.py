@@ -25,6 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from aigc_jax import features
 from aigc_jax import quality
 from aigc_jax.data import pipeline
 
@@ -64,6 +65,7 @@ class Generator(Task):
   data: ml_collections.ConfigDict
   num_samples: int
   _reference: np.ndarray | None = None
+  _features: Any = None
 
   def sample(self, params: Params, rng: jax.Array, shape: tuple[int, ...], labels: Any = None) -> jax.Array:
     raise NotImplementedError
@@ -73,13 +75,18 @@ class Generator(Task):
     return {'samples': self.sample(params, rng, shape)}
 
   def sample_metrics(self, outputs):
-    """W1 between the HU distributions of the samples and as many held-out slices, and the share with
-    plausible anatomy (phantom CT only; evaluate.py does the full report)."""
+    """W1 between the HU distributions of the samples and as many held-out slices, the share with plausible
+    anatomy, and KID in the shipped feature space (phantom CT only; evaluate.py does the full report)."""
     d = self.data
     if d.name != 'phantom_ct' or 'samples' not in outputs:
       return {}
     hu = pipeline.unwindow(np.asarray(outputs['samples'])[..., 0], d.window_lo, d.window_hi)
     if self._reference is None:  # drawn once per run: the same slices at every sample step
       self._reference = np.clip(pipeline.held_out_hu(d, len(hu)), d.window_lo, d.window_hi)
+    if self._features is None:
+      self._features = features.Features()  # the shipped net: the same space as `aigc_jax.evaluate`
+    win = lambda x: pipeline.window(x, d.window_lo, d.window_hi)
     return {'hu_w1': quality.hu_wasserstein(hu, self._reference)['all'],
-            'anatomy_plausible': float(np.mean([quality.anatomy(x)['plausible'] for x in hu]))}
+            'anatomy_plausible': float(np.mean([quality.anatomy(x)['plausible'] for x in hu])),
+            # KID is unbiased at any sample count (FID is not), so it means something on one sample grid.
+            'kid': quality.kernel_inception_distance(self._features(win(hu)), self._features(win(self._reference)))}

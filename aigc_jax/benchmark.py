@@ -1,0 +1,176 @@
+r"""Where the time goes: one training step, the sampler, the data pipeline and a checkpoint save, measured.
+
+  python -m aigc_jax.benchmark --config=configs/ct.py:monai [--steps=10] [--warmup=2] [--sample_images=16]
+
+`configs/ct.py:monai` is the network of the PyTorch peer (MONAI's DiffusionModelUNet with channels
+(64, 128, 128), attention at the two lower levels, one res block, 64-channel heads, 32 groups: 4,634,305
+parameters) at batch 16 of 64×64, so the figures compare one to one with `../shared/bench/peer_monai_unet.py`
+run in the same session. Prints a table, then, last, one JSON line:
+
+  params, batch, img, devices, platform, compile_s, train_s_per_step (median after warm-up, blocking every
+  step), train_img_per_s, gflop_per_step (XLA's cost analysis of the compiled step), achieved_gflops,
+  peak_gflops (a table of accelerator peaks; on CPU a measured float32 matmul), utilization, sample_s
+  (the config's jitted sampler for `sample_images` images, compile excluded; DDIM-50 in the monai variant),
+  sample_compile_s, data_examples_per_s (the real grain pipeline alone), ckpt_save_block_s (how long a save
+  holds the loop, orbax writing asynchronously; the second save of the process), ckpt_total_s, peak_mem_mb (device peak on GPU/TPU, the
+  process's peak RSS on CPU).
+"""
+
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+from aigc_jax import xla_flags
+
+xla_flags.apply()  # before jax is imported: the benchmark measures the defaults the trainer runs with
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+import numpy as np  # noqa: E402
+
+FLAGS = flags.FLAGS
+
+# Dense peak TFLOP/s per chip by compute dtype (vendor data sheets); CPUs are measured instead.
+PEAK_TFLOPS = {
+    'H200': {'bfloat16': 989.0, 'float32': 67.0}, 'H100': {'bfloat16': 989.0, 'float32': 67.0},
+    'A100': {'bfloat16': 312.0, 'float32': 19.5}, 'L4': {'bfloat16': 121.0, 'float32': 30.3},
+    'TPU v4': {'bfloat16': 275.0, 'float32': 275.0 / 4}, 'TPU v5 lite': {'bfloat16': 197.0, 'float32': 197.0 / 4},
+    'TPU v5p': {'bfloat16': 459.0, 'float32': 459.0 / 4}, 'TPU v6 lite': {'bfloat16': 918.0, 'float32': 918.0 / 4},
+}
+
+
+def peak_gflops(dtype: str) -> tuple[float, str]:
+  """(GFLOP/s, where the figure comes from) for all local devices together."""
+  dev = jax.local_devices()[0]
+  if dev.platform != 'cpu':
+    for name, peaks in PEAK_TFLOPS.items():
+      if name.lower() in dev.device_kind.lower():
+        return peaks.get(dtype, peaks['float32']) * 1e3 * jax.local_device_count(), f'data sheet ({name})'
+    return float('nan'), f'unknown device kind {dev.device_kind!r}'
+  n = 1024
+  a = jnp.ones((n, n), jnp.float32)
+  mm = jax.jit(lambda x: x @ x)
+  mm(a).block_until_ready()
+  times = []
+  for _ in range(5):
+    t0 = time.perf_counter()
+    mm(a).block_until_ready()
+    times.append(time.perf_counter() - t0)
+  return 2 * n ** 3 / min(times) / 1e9, f'measured float32 {n}x{n} matmul'
+
+
+def peak_mem_mb() -> float:
+  dev = jax.local_devices()[0]
+  stats = dev.memory_stats() if dev.platform != 'cpu' else None
+  if stats and 'peak_bytes_in_use' in stats:
+    return stats['peak_bytes_in_use'] / 2 ** 20
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def run(config, *, steps: int = 10, warmup: int = 2, sample_images: int = 16, data_batches: int = 20) -> dict:
+  """Every figure of the module doc for `config` (a training config)."""
+  from aigc_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
+  from aigc_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  s = train._setup(config)  # pylint: disable=protected-access
+  batch_specs = {k: s.batch_sharding for k in s.spec}
+  t0 = time.perf_counter()
+  compiled = s.step_fn.lower(s.abstract_state, checkpoint.abstract_with_shardings(s.spec, batch_specs)).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  gflop = float(cost.get('flops', 0.0)) / 1e9 if cost else float('nan')
+
+  init = jax.jit(s.init_fn, out_shardings=s.state_shardings,  # runs once: see train.py
+                 compiler_options={'xla_backend_optimization_level': 0})
+  state = init(jax.random.PRNGKey(config.seed))
+  it = iter(pipeline.make_dataset(config.data, batch_size=config.batch_size, process_index=0, process_count=1))
+  batch = pipeline.make_global_batch(next(it), s.batch_sharding)  # one real batch: the step alone is timed
+  times = []
+  for i in range(warmup + steps):
+    t0 = time.perf_counter()
+    state, m = compiled(state, batch)
+    jax.block_until_ready((state, m))
+    if i >= warmup:
+      times.append(time.perf_counter() - t0)
+  step_s = statistics.median(times)
+  if not np.isfinite(float(m['loss'])):
+    raise FloatingPointError('The benchmarked step produced a non-finite loss; check the config.')
+
+  shape = (sample_images,) + tuple(s.spec['image'].shape[1:])
+  sample = jax.jit(lambda p, k: s.task.sample(p, k, shape))
+  t0 = time.perf_counter()
+  sample_fn = sample.lower(state.ema_params, jax.random.PRNGKey(0)).compile()
+  sample_compile_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  jax.block_until_ready(sample_fn(state.ema_params, jax.random.PRNGKey(1)))
+  sample_s = time.perf_counter() - t0
+
+  data_rate = pipeline.throughput(config.data, batch_size=config.batch_size, num_batches=data_batches)
+
+  with tempfile.TemporaryDirectory() as tmp:
+    mngr = checkpoint.make_manager(tmp, config.checkpoint)
+    for save_step in (1, 2):  # the first save of a process also starts orbax's writers: time the second
+      t0 = time.perf_counter()
+      checkpoint.save(mngr, save_step, state, it)
+      block_s = time.perf_counter() - t0
+      mngr.wait_until_finished()
+      total_s = time.perf_counter() - t0
+    mngr.close()
+
+  peak, peak_src = peak_gflops(config.model.get('dtype', 'float32'))
+  achieved = gflop / step_s
+  return {
+      'params': s.num_params, 'batch': config.batch_size, 'img': config.data.image_size,
+      'devices': jax.device_count(), 'platform': jax.devices()[0].platform,
+      'compute_dtype': config.model.get('dtype', 'float32'), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'compile_s': compile_s, 'train_s_per_step': step_s, 'train_img_per_s': config.batch_size / step_s,
+      'gflop_per_step': gflop, 'achieved_gflops': achieved, 'peak_gflops': peak, 'peak_source': peak_src,
+      'utilization': achieved / peak if peak == peak else float('nan'),
+      'sample_s': sample_s, 'sample_compile_s': sample_compile_s, 'sample_images': sample_images,
+      'sampler': f'{config.task.sampler}-{config.task.sample_steps}',
+      'data_examples_per_s': data_rate, 'ckpt_save_block_s': block_s, 'ckpt_total_s': total_s,
+      'peak_mem_mb': peak_mem_mb(),
+  }
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.config is None:
+    raise app.UsageError('--config is required, e.g. --config=configs/ct.py:monai')
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from aigc_jax import metrics  # pylint: disable=g-import-not-at-top
+  metrics.quiet_library_logs()
+  r = run(FLAGS.config, steps=FLAGS.steps, warmup=FLAGS.warmup, sample_images=FLAGS.sample_images)
+  rows = [('parameters', f'{r["params"]:,}'), ('batch × image', f'{r["batch"]} × {r["img"]}²'),
+          ('devices', f'{r["devices"]} {r["platform"]} ({r["compute_dtype"]})'),
+          ('compile', f'{r["compile_s"]:.1f} s'),
+          ('train step (median)', f'{r["train_s_per_step"] * 1e3:.0f} ms = {r["train_img_per_s"]:.2f} img/s'),
+          ('GFLOP per step (XLA)', f'{r["gflop_per_step"]:.1f}'),
+          ('achieved / peak', f'{r["achieved_gflops"]:.1f} / {r["peak_gflops"]:.1f} GFLOP/s = '
+                              f'{r["utilization"]:.1%} ({r["peak_source"]})'),
+          (f'sampling {r["sample_images"]} images ({r["sampler"]})',
+           f'{r["sample_s"]:.2f} s (+ {r["sample_compile_s"]:.1f} s compile)'),
+          ('data pipeline alone', f'{r["data_examples_per_s"]:,.0f} examples/s '
+                                  f'({r["data_examples_per_s"] / r["train_img_per_s"]:.1f}x what training uses)'),
+          ('checkpoint save', f'{r["ckpt_save_block_s"]:.2f} s blocking, {r["ckpt_total_s"]:.2f} s in all'),
+          ('peak memory', f'{r["peak_mem_mb"]:,.0f} MB')]
+  for k, v in rows:
+    print(f'{k:>32s}  {v}')
+  print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}))
+
+
+if __name__ == '__main__':
+  config_flags.DEFINE_config_file('config', None, 'Training config (with a variant: configs/ct.py:monai).',
+                                  lock_config=True)
+  flags.DEFINE_integer('steps', 10, 'Timed training steps after the warm-up.')
+  flags.DEFINE_integer('warmup', 2, 'Untimed training steps first.')
+  flags.DEFINE_integer('sample_images', 16, 'Images in the timed sampling call.')
+  app.run(main)

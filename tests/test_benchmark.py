@@ -1,0 +1,34 @@
+"""The performance benchmark: every figure it promises, on the tiny config; the peer-matching variant's size."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aigc_jax import benchmark
+from aigc_jax import models
+from configs import ct
+from tiny_config import tiny_config
+
+KEYS = {'params', 'batch', 'img', 'compile_s', 'train_s_per_step', 'train_img_per_s', 'gflop_per_step',
+        'achieved_gflops', 'peak_gflops', 'utilization', 'sample_s', 'data_examples_per_s',
+        'ckpt_save_block_s', 'peak_mem_mb'}
+
+
+def test_benchmark_reports_every_figure():
+  r = benchmark.run(tiny_config(**{'mesh.num_devices': 1}), steps=2, warmup=1, sample_images=8, data_batches=2)
+  assert KEYS <= set(r)
+  for k in KEYS:
+    assert np.isfinite(r[k]) and r[k] > 0, k
+  assert r['batch'] == 8 and r['img'] == 16
+  np.testing.assert_allclose(r['train_img_per_s'], 8 / r['train_s_per_step'])
+  np.testing.assert_allclose(r['utilization'], r['gflop_per_step'] / r['train_s_per_step'] / r['peak_gflops'])
+
+
+def test_monai_variant_has_the_peer_networks_parameter_count():
+  c = ct.get_config('monai')
+  assert (c.batch_size, c.data.image_size, c.task.sample_steps) == (16, 64, 50)
+  m = models.build(c.model)
+  shapes = nn.meta.unbox(jax.eval_shape(m.init, jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)),
+                                        jnp.zeros((1,), jnp.int32)))
+  assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == 4_634_305  # MONAI's DiffusionModelUNet
