@@ -134,7 +134,8 @@ def run(config, *, steps: int = 10, warmup: int = 2, sample_images: int = 16, da
       'gflop_per_step': gflop, 'achieved_gflops': achieved, 'peak_gflops': peak, 'peak_source': peak_src,
       'utilization': achieved / peak if peak == peak else float('nan'),
       'sample_s': sample_s, 'sample_compile_s': sample_compile_s, 'sample_images': sample_images,
-      'sampler': f'{config.task.sampler}-{config.task.sample_steps}',
+      'sampler': (f'{config.task.sampler}-{config.task.sample_steps}' if 'sampler' in config.task
+                  else config.task.name),  # a GAN or VAE samples in one pass
       'data_examples_per_s': data_rate, 'ckpt_save_block_s': block_s, 'ckpt_total_s': total_s,
       'peak_mem_mb': peak_mem_mb(),
   }
