@@ -36,3 +36,14 @@ def r1_penalty(disc_fn: Callable[[jax.Array], jax.Array], real: jax.Array) -> ja
   """E‖∇ₓ D(x)‖² over the real batch (per example: the sum over pixels, then the mean over examples)."""
   grads = jax.grad(lambda x: jnp.sum(disc_fn(x)))(real)  # examples are independent: one grad for all
   return jnp.mean(jnp.sum(jnp.square(grads), axis=tuple(range(1, grads.ndim))))
+
+
+def discriminator_objective(disc_fn: Callable[[jax.Array], jax.Array], real: jax.Array, fake: jax.Array,
+                            kind: str, r1_gamma: float) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """L_D + (γ/2)·R1 for a discriminator `disc_fn` (differentiate it w.r.t. the discriminator's parameters;
+  `fake` must already be stop-gradient), and its parts as metrics."""
+  real_logits, fake_logits = disc_fn(real), disc_fn(fake)
+  loss = discriminator_loss(real_logits, fake_logits, kind)
+  r1 = r1_penalty(disc_fn, real) if r1_gamma else jnp.zeros([])
+  return loss + 0.5 * r1_gamma * r1, {'d_loss': loss, 'r1': r1, 'd_real': jnp.mean(real_logits),
+                                      'd_fake': jnp.mean(fake_logits)}

@@ -97,14 +97,10 @@ class VAETask(task.Generator):
         params['vae'], params['disc'], x, rng)
     fake = jax.lax.stop_gradient(recon)
 
-    def d_loss_fn(disc):
-      d = lambda img: self.disc.apply({'params': disc}, img)
-      d_loss = adversarial.discriminator_loss(d(x), d(fake), self.kind)
-      r1 = adversarial.r1_penalty(d, x) if self.r1_gamma else jnp.zeros([])
-      return d_loss + 0.5 * self.r1_gamma * r1, d_loss
-
-    d_grads, d_loss = jax.grad(d_loss_fn, has_aux=True)(params['disc'])
-    return {'vae': vae_grads, 'disc': d_grads}, {'loss': loss, 'd_loss': d_loss, **metrics}
+    d_loss_fn = lambda disc: adversarial.discriminator_objective(
+        lambda img: self.disc.apply({'params': disc}, img), x, fake, self.kind, self.r1_gamma)
+    d_grads, d_metrics = jax.grad(d_loss_fn, has_aux=True)(params['disc'])
+    return {'vae': vae_grads, 'disc': d_grads}, {'loss': loss, 'd_loss': d_metrics['d_loss'], **metrics}
 
   def sample(self, params, rng, shape, labels=None):
     """Decoded draws from the prior N(0, I): the VAE alone as a generator."""

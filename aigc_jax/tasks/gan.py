@@ -43,15 +43,9 @@ class GANTask(task.Generator):
   def grads(self, params, batch, rng):
     real = batch['image']
     z = jax.random.normal(rng, (real.shape[0], self.latent_dim))
-
-    def d_loss_fn(disc):
-      fake = jax.lax.stop_gradient(self._generate(params['gen'], z))
-      real_logits, fake_logits = self._discriminate(disc, real), self._discriminate(disc, fake)
-      loss = adversarial.discriminator_loss(real_logits, fake_logits, self.kind)
-      r1 = (adversarial.r1_penalty(lambda x: self._discriminate(disc, x), real) if self.r1_gamma
-            else jnp.zeros([]))
-      return loss + 0.5 * self.r1_gamma * r1, {'d_loss': loss, 'r1': r1, 'd_real': jnp.mean(real_logits),
-                                                'd_fake': jnp.mean(fake_logits)}
+    fake = jax.lax.stop_gradient(self._generate(params['gen'], z))
+    d_loss_fn = lambda disc: adversarial.discriminator_objective(
+        lambda x: self._discriminate(disc, x), real, fake, self.kind, self.r1_gamma)
 
     def g_loss_fn(gen):
       return adversarial.generator_loss(self._discriminate(params['disc'], self._generate(gen, z)), self.kind)
