@@ -2,6 +2,11 @@ r"""Where the time goes: one training step, the sampler, the data pipeline and a
 
   python -m aigc_jax.benchmark --config=configs/ct.py:monai [--steps=10] [--warmup=2] [--sample_images=16]
 
+The options researchers switch are config fields: `--config.model.dtype=bfloat16` (bf16 compute, float32
+parameters and optimizer state), `--config.model.remat=True` (recompute each res block in the backward
+pass), `--config.model.attention=dot_product` (jax.nn.dot_product_attention; cuDNN on GPU). The state is
+always donated to the step and the step never syncs with the host.
+
 `configs/ct.py:monai` is the network of the PyTorch peer (MONAI's DiffusionModelUNet with channels
 (64, 128, 128), attention at the two lower levels, one res block, 64-channel heads, 32 groups: 4,634,305
 parameters) at batch 16 of 64×64, so the figures compare one to one with `../shared/bench/peer_monai_unet.py`
@@ -24,9 +29,11 @@ import sys
 import tempfile
 import time
 
-from aigc_jax import xla_flags
+from aigc_jax import runtime
 
-xla_flags.apply()  # before jax is imported: the benchmark measures the defaults the trainer runs with
+runtime.apply()  # before jax is imported: the benchmark measures the defaults the trainer runs with
+if __name__ == '__main__':
+  runtime.use_huge_pages()  # re-executes this command once, before jax loads
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -130,6 +137,8 @@ def run(config, *, steps: int = 10, warmup: int = 2, sample_images: int = 16, da
       'params': s.num_params, 'batch': config.batch_size, 'img': config.data.image_size,
       'devices': jax.device_count(), 'platform': jax.devices()[0].platform,
       'compute_dtype': config.model.get('dtype', 'float32'), 'xla_flags': os.environ.get('XLA_FLAGS', ''),
+      'remat': bool(config.model.get('remat', False)), 'attention': config.model.get('attention', '-'),
+      'host_allocator': runtime.host_allocator(),
       'compile_s': compile_s, 'train_s_per_step': step_s, 'train_img_per_s': config.batch_size / step_s,
       'gflop_per_step': gflop, 'achieved_gflops': achieved, 'peak_gflops': peak, 'peak_source': peak_src,
       'utilization': achieved / peak if peak == peak else float('nan'),
@@ -152,6 +161,8 @@ def main(argv):
   r = run(FLAGS.config, steps=FLAGS.steps, warmup=FLAGS.warmup, sample_images=FLAGS.sample_images)
   rows = [('parameters', f'{r["params"]:,}'), ('batch × image', f'{r["batch"]} × {r["img"]}²'),
           ('devices', f'{r["devices"]} {r["platform"]} ({r["compute_dtype"]})'),
+          ('options', f'remat={r["remat"]}, attention={r["attention"]}, state donated'),
+          ('host allocator', r['host_allocator']),
           ('compile', f'{r["compile_s"]:.1f} s'),
           ('train step (median)', f'{r["train_s_per_step"] * 1e3:.0f} ms = {r["train_img_per_s"]:.2f} img/s'),
           ('GFLOP per step (XLA)', f'{r["gflop_per_step"]:.1f}'),

@@ -20,16 +20,22 @@ Output, `--output/series_<n>/IMG<k>.dcm` or `--output/volume_<n>.nii.gz`:
 import json
 import os
 
-from absl import app
-from absl import flags
-import jax
-import numpy as np
+from aigc_jax import runtime
 
-from aigc_jax import export
-from aigc_jax import metrics
-from aigc_jax import sample
-from aigc_jax.data import pipeline
-from aigc_jax.data import scans
+runtime.apply()  # before jax is imported
+if __name__ == '__main__':
+  runtime.use_huge_pages()  # re-executes this command once, before jax loads
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from aigc_jax import export  # noqa: E402
+from aigc_jax import metrics  # noqa: E402
+from aigc_jax import sample  # noqa: E402
+from aigc_jax.data import pipeline  # noqa: E402
+from aigc_jax.data import scans  # noqa: E402
 
 FLAGS = flags.FLAGS
 

@@ -31,17 +31,23 @@ Writes `<workdir>/eval/step_<step>[_<override><value>…].json`, TensorBoard sca
 import json
 import os
 
-from absl import app
-from absl import flags
-import jax
-import ml_collections
-import numpy as np
+from aigc_jax import runtime
 
-from aigc_jax import features as features_lib
-from aigc_jax import metrics
-from aigc_jax import quality
-from aigc_jax import sample
-from aigc_jax.data import pipeline
+runtime.apply()  # before jax is imported
+if __name__ == '__main__':
+  runtime.use_huge_pages()  # re-executes this command once, before jax loads
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import jax  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+
+from aigc_jax import features as features_lib  # noqa: E402
+from aigc_jax import metrics  # noqa: E402
+from aigc_jax import quality  # noqa: E402
+from aigc_jax import sample  # noqa: E402
+from aigc_jax.data import pipeline  # noqa: E402
 
 FLAGS = flags.FLAGS
 

@@ -17,18 +17,24 @@ import json
 import os
 import time
 
-from absl import app
-from absl import flags
-import flax.linen as nn
-import flax.serialization
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
+from aigc_jax import runtime
 
-from aigc_jax import metrics
-from aigc_jax.data import phantom
-from aigc_jax.data import pipeline
+runtime.apply()  # before jax is imported
+if __name__ == '__main__':
+  runtime.use_huge_pages()  # re-executes this command once, before jax loads
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import flax.linen as nn  # noqa: E402
+import flax.serialization  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from aigc_jax import metrics  # noqa: E402
+from aigc_jax.data import phantom  # noqa: E402
+from aigc_jax.data import pipeline  # noqa: E402
 
 FLAGS = flags.FLAGS
 DEFAULT_PATH = os.path.join(os.path.dirname(__file__), 'assets', 'ct_features.msgpack')

@@ -8,9 +8,11 @@ import json
 import os
 import sys
 
-from aigc_jax import xla_flags
+from aigc_jax import runtime
 
-xla_flags.apply()  # before jax is imported
+runtime.apply()  # before jax is imported
+if __name__ == '__main__':
+  runtime.use_huge_pages()  # re-executes this command once, before jax loads
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402

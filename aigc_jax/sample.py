@@ -13,19 +13,25 @@ maps the [-1, 1] outputs back to HU through the config's window, and writes:
 import json
 import os
 
-from absl import app
-from absl import flags
-import flax.linen as nn
-import jax
-import ml_collections
-import numpy as np
+from aigc_jax import runtime
 
-from aigc_jax import checkpoint
-from aigc_jax import export
-from aigc_jax import metrics
-from aigc_jax import tasks
-from aigc_jax.data import pipeline
-from aigc_jax.data import records
+runtime.apply()  # before jax is imported
+if __name__ == '__main__':
+  runtime.use_huge_pages()  # re-executes this command once, before jax loads
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import ml_collections  # noqa: E402
+import numpy as np  # noqa: E402
+
+from aigc_jax import checkpoint  # noqa: E402
+from aigc_jax import export  # noqa: E402
+from aigc_jax import metrics  # noqa: E402
+from aigc_jax import tasks  # noqa: E402
+from aigc_jax.data import pipeline  # noqa: E402
+from aigc_jax.data import records  # noqa: E402
 
 FLAGS = flags.FLAGS
 

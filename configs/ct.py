@@ -29,7 +29,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.norm_groups = 32
   c.model.dropout = 0.0
   c.model.dtype = 'bfloat16'     # compute dtype; parameters and optimizer state stay float32
-  c.model.remat = False
+  c.model.remat = False          # True: recompute each res block in the backward pass (less memory)
+  c.model.attention = 'auto'     # auto | einsum | dot_product (jax.nn.dot_product_attention: cuDNN on GPU)
 
   c.model.num_classes = 0        # > 0: class-conditional (see task.condition_on)
 

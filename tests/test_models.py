@@ -1,3 +1,4 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -5,6 +6,7 @@ import numpy as np
 import pytest
 
 from aigc_jax import models
+from aigc_jax.models import norm
 from aigc_jax.models import unet
 
 
@@ -67,3 +69,27 @@ def test_build_names_bad_model_and_bad_field():
     models.build(ml_collections.ConfigDict({'name': 'vit'}))
   with pytest.raises(ValueError, match='does not take'):
     models.build(ml_collections.ConfigDict({'name': 'unet', 'chanels': (8,)}))
+
+
+def test_group_norm_is_flaxs_group_norm():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 6, 16)) * 3.0 + 1.5
+  ours, ref = norm.GroupNorm(4), nn.GroupNorm(4)
+  params = ref.init(jax.random.PRNGKey(1), x)
+  assert jax.tree.structure(ours.init(jax.random.PRNGKey(1), x)) == jax.tree.structure(params)
+  params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(2), p.shape), params)
+  np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), rtol=1e-5, atol=1e-5)
+  loss = lambda m: jax.grad(lambda p, x: jnp.sum(nn.silu(m.apply(p, x)) * jnp.cos(x)), argnums=(0, 1))(params, x)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), loss(ours), loss(ref))
+  assert norm.GroupNorm(4, dtype=jnp.bfloat16).apply(params, x).dtype == jnp.bfloat16
+  with pytest.raises(ValueError, match='norm_groups'):
+    norm.GroupNorm(5).init(jax.random.PRNGKey(1), x)
+
+
+def test_attention_implementations_agree():
+  q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (2, 12, 2, 8)) for i in range(3))
+  ref = jax.nn.softmax(jnp.einsum('bqhd,bkhd->bhqk', q, k) / np.sqrt(8.0), axis=-1)
+  ref = jnp.einsum('bhqk,bkhd->bqhd', ref, v)
+  for impl in unet.ATTENTION:
+    np.testing.assert_allclose(unet.attend(q, k, v, impl), ref, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match='config.model.attention'):
+    unet.attend(q, k, v, 'flash')

@@ -13,6 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aigc_jax.models.norm import GroupNorm
 from aigc_jax.models.unet import ResBlock
 from aigc_jax.models.unet import conv
 
@@ -33,7 +34,7 @@ class Encoder(nn.Module):
         h = ResBlock(feat, self.norm_groups, dtype=dtype)(h, None, False)
       if level != len(self.channels) - 1:
         h = conv(feat, strides=(2, 2), dtype=dtype)(h)
-    h = nn.silu(nn.GroupNorm(self.norm_groups, dtype=dtype)(h))
+    h = nn.silu(GroupNorm(self.norm_groups, dtype=dtype)(h))
     mean, logvar = jnp.split(conv(2 * self.latent_channels, dtype=dtype)(h).astype(jnp.float32), 2, axis=-1)
     return mean, jnp.clip(logvar, -30.0, 20.0)  # as in LDM: keeps exp(logvar) finite early in training
 
@@ -56,7 +57,7 @@ class Decoder(nn.Module):
         b, hh, ww, c = h.shape
         h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), method='nearest')
         h = conv(self.channels[level - 1], dtype=dtype)(h)
-    h = nn.silu(nn.GroupNorm(self.norm_groups, dtype=dtype)(h))
+    h = nn.silu(GroupNorm(self.norm_groups, dtype=dtype)(h))
     return conv(self.out_channels, dtype=dtype)(h).astype(jnp.float32)
 
 

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aigc_jax.models.norm import GroupNorm
 from aigc_jax.models.unet import conv
 from aigc_jax.models.unet import dense
 
@@ -40,9 +41,9 @@ class Generator(nn.Module):
         b, hh, ww, c = h.shape
         h = jax.image.resize(h, (b, 2 * hh, 2 * ww, c), method='nearest')
       h = conv(feat, dtype=dtype)(h)
-      h = nn.leaky_relu(nn.GroupNorm(min(self.norm_groups, feat), dtype=dtype)(h), 0.2)
+      h = nn.leaky_relu(GroupNorm(min(self.norm_groups, feat), dtype=dtype)(h), 0.2)
       h = conv(feat, dtype=dtype)(h)
-      h = nn.leaky_relu(nn.GroupNorm(min(self.norm_groups, feat), dtype=dtype)(h), 0.2)
+      h = nn.leaky_relu(GroupNorm(min(self.norm_groups, feat), dtype=dtype)(h), 0.2)
     return jnp.tanh(conv(self.out_channels, dtype=dtype)(h).astype(jnp.float32))
 
 

@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aigc_jax.models.norm import GroupNorm
+
 
 # Logical names of kernel dimensions; `config.mesh.rules` maps them to mesh axes (see sharding.py).
 CONV_AXES = (None, None, 'conv_in', 'conv_out')
@@ -47,11 +49,11 @@ class ResBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, temb, train: bool):
-    h = nn.silu(nn.GroupNorm(self.norm_groups, dtype=self.dtype)(x))
+    h = nn.silu(GroupNorm(self.norm_groups, dtype=self.dtype)(x))
     h = conv(self.features, dtype=self.dtype)(h)
     if temb is not None:  # None: a plain residual block (the autoencoder's)
       h = h + dense(self.features, dtype=self.dtype)(nn.silu(temb))[:, None, None, :]
-    h = nn.silu(nn.GroupNorm(self.norm_groups, dtype=self.dtype)(h))
+    h = nn.silu(GroupNorm(self.norm_groups, dtype=self.dtype)(h))
     h = nn.Dropout(self.dropout, deterministic=not train)(h)
     # Zero-initialised last conv: each block starts as the identity, which keeps deep U-Nets stable.
     h = conv(self.features, dtype=self.dtype, zero_init=True)(h)
@@ -64,24 +66,42 @@ class AttentionBlock(nn.Module):
   head_channels: int
   norm_groups: int
   dtype: jnp.dtype = jnp.float32
+  attention: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
     b, hgt, wid, c = x.shape
     heads = max(c // self.head_channels, 1)
-    h = nn.GroupNorm(self.norm_groups, dtype=self.dtype)(x).reshape(b, hgt * wid, c)
+    h = GroupNorm(self.norm_groups, dtype=self.dtype)(x).reshape(b, hgt * wid, c)
     qkv_init = nn.with_logical_partitioning(_lecun, QKV_AXES)
     q, k, v = (nn.DenseGeneral((heads, c // heads), dtype=self.dtype, kernel_init=qkv_init, name=n)(h)
                for n in ('query', 'key', 'value'))
-    # Plain einsum attention with the 1/sqrt(d) folded into q: on XLA:CPU this beats
-    # jax.nn.dot_product_attention by ~1.5x (see STACK.md); softmax in float32 for bf16 safety.
-    q = q * (q.shape[-1] ** -0.5)
-    logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)
-    weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-    out = jnp.einsum('bhqk,bkhd->bqhd', weights, v)
+    out = attend(q, k, v, self.attention)
     out = nn.DenseGeneral(c, axis=(-2, -1), dtype=self.dtype, name='out',
                           kernel_init=nn.with_logical_partitioning(_zeros, OUT_AXES))(out)
     return x + out.reshape(b, hgt, wid, c)
+
+
+ATTENTION = ('auto', 'einsum', 'dot_product')
+
+
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = 'auto') -> jax.Array:
+  """softmax(q k^T / sqrt(d)) v over [B, L, heads, d].
+
+  'dot_product' is `jax.nn.dot_product_attention` (cuDNN's fused flash attention on GPUs that have it);
+  'einsum' is the plain formula with the 1/sqrt(d) folded into q, ~1.5x faster on XLA:CPU (STACK.md);
+  'auto' takes einsum on CPU and dot_product elsewhere.
+  """
+  if impl not in ATTENTION:
+    raise ValueError(f'config.model.attention={impl!r}; choose one of {ATTENTION}.')
+  if impl == 'auto':
+    impl = 'einsum' if jax.default_backend() == 'cpu' else 'dot_product'
+  if impl == 'dot_product':
+    return jax.nn.dot_product_attention(q, k, v)
+  q = q * (q.shape[-1] ** -0.5)
+  logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)  # softmax in float32: bf16-safe
+  weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+  return jnp.einsum('bhqk,bkhd->bqhd', weights, v)
 
 
 class UNet(nn.Module):
@@ -93,6 +113,7 @@ class UNet(nn.Module):
     num_res_blocks: res blocks per level on the way down (one more on the way up, as in DDPM).
     head_channels: features per attention head.
     out_channels: None keeps the input's channel count.
+    attention: how self-attention is computed: 'auto', 'einsum' or 'dot_product' (see `attend`).
     num_classes: > 0 adds a learned class embedding to the time embedding; class `num_classes` is the
       "no label" token that classifier-free guidance trains with and samples against.
   """
@@ -106,6 +127,7 @@ class UNet(nn.Module):
   dtype: str = 'float32'
   remat: bool = False
   num_classes: int = 0
+  attention: str = 'auto'
 
   @nn.compact
   def __call__(self, x, t, y=None, *, train: bool = False):
@@ -115,7 +137,7 @@ class UNet(nn.Module):
     dtype = jnp.dtype(self.dtype)
     res_cls = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
     # Explicit names keep the parameter tree the same with and without remat (checkpoints stay compatible).
-    attn = lambda name: AttentionBlock(self.head_channels, self.norm_groups, dtype=dtype, name=name)
+    attn = lambda name: AttentionBlock(self.head_channels, self.norm_groups, dtype, self.attention, name=name)
     res = lambda f, name: res_cls(f, self.norm_groups, self.dropout, dtype=dtype, name=name)
     out_channels = self.out_channels or x.shape[-1]
 
@@ -154,6 +176,6 @@ class UNet(nn.Module):
         h = jax.image.resize(h, (b, hh * 2, ww * 2, c), method='nearest')
         h = conv(feat, dtype=dtype)(h)
 
-    h = nn.silu(nn.GroupNorm(self.norm_groups, dtype=dtype)(h))
+    h = nn.silu(GroupNorm(self.norm_groups, dtype=dtype)(h))
     h = conv(out_channels, dtype=dtype, zero_init=True)(h)
     return h.astype(jnp.float32)

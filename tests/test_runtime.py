@@ -1,0 +1,39 @@
+"""Process defaults: the XLA flag default and the huge-page re-execution of the commands."""
+
+import os
+import subprocess
+import sys
+
+from aigc_jax import runtime
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Prints the tunables the process ended up with and how many times it started.
+SCRIPT = ('import os, sys; print("start", flush=True); from aigc_jax import runtime; runtime.use_huge_pages(); '
+          'print(os.environ.get("GLIBC_TUNABLES"), sys.argv[1:])')
+
+
+def _run(**env):
+  base = {k: v for k, v in os.environ.items() if k not in ('GLIBC_TUNABLES', 'AIGC_JAX_MALLOC')}
+  out = subprocess.run([sys.executable, '-c', SCRIPT, 'arg'], env={**base, 'PYTHONPATH': ROOT, **env},
+                       capture_output=True, text=True, check=True).stdout
+  return out.count('start'), out.strip().splitlines()[-1]
+
+
+def test_commands_restart_once_with_huge_pages_on_cpu():
+  if runtime.platform.system() != 'Linux' or runtime.platform.libc_ver()[0] != 'glibc':
+    assert _run(JAX_PLATFORMS='cpu') == (1, "None ['arg']")
+    return
+  # Re-executed exactly once, with the same arguments and the tunable set.
+  assert _run(JAX_PLATFORMS='cpu') == (2, f"{runtime.HUGE_PAGES} ['arg']")
+  # Opt-outs: the user's switch, their own tunables, an accelerator.
+  assert _run(JAX_PLATFORMS='cpu', AIGC_JAX_MALLOC='default') == (1, "None ['arg']")
+  assert _run(JAX_PLATFORMS='cpu', GLIBC_TUNABLES='glibc.malloc.arena_max=2') == (
+      1, "glibc.malloc.arena_max=2 ['arg']")
+  assert _run(JAX_PLATFORMS='cuda') == (1, "None ['arg']")
+
+
+def test_xla_flag_default_yields_to_the_users_choice(monkeypatch):
+  monkeypatch.setenv('XLA_FLAGS', '--foo')
+  assert runtime.apply() == f'--foo {runtime.YNN}=individual_dot,reduce'
+  monkeypatch.setenv('XLA_FLAGS', f'{runtime.YNN}=')
+  assert runtime.apply() == f'{runtime.YNN}='
