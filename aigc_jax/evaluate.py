@@ -16,6 +16,8 @@ bootstrap 95% interval where it is a mean over samples:
   features     FID, KID (unbiased), k-NN precision/recall (k = 3) and the nearest training image, in the
                space of the feature network (`aigc_jax/features.py`; `--features=PATH`), named with its
                SHA-256; the same FID/KID between held-out and training slices is the floor at this count
+  inception    with `--inception=PATH` (local InceptionV3 FID weights, `aigc_jax/inception.py`): the same
+               figures in InceptionV3's pool features, the space FID is published in
 
 An autoencoder (`config.task.name = 'vae'`) is sampled from its prior and also scored on reconstructing the
 held-out slices (PSNR, SSIM, RMSE in HU).
@@ -44,6 +46,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 from aigc_jax import features as features_lib  # noqa: E402
+from aigc_jax import inception as inception_lib  # noqa: E402
 from aigc_jax import metrics  # noqa: E402
 from aigc_jax import quality  # noqa: E402
 from aigc_jax import sample  # noqa: E402
@@ -68,6 +71,8 @@ def define_flags():
   flags.DEFINE_float('ddim_eta', -1.0, 'Override config.task.ddim_eta; negative keeps it.')
   flags.DEFINE_string('features', '', 'Feature network for FID/KID/precision/recall (default: the shipped '
                       'aigc_jax/assets/ct_features.msgpack; reports name its SHA-256).')
+  flags.DEFINE_string('inception', '', 'Local InceptionV3 FID weights (.npz of the PyTorch state dict, or .pth '
+                      'with torch installed): adds FID/KID in its pool features. Nothing is downloaded.')
 
 
 def _mean_ci(values, seed):
@@ -127,11 +132,10 @@ def _reconstruction(workdir: str, real_hu: np.ndarray, seed: int) -> dict:
           'rmse_hu': _mean_ci([quality.rmse(a, b) for a, b in zip(recon, real_hu)], seed)}
 
 
-def _feature_metrics(features_path: str, gen: np.ndarray, real: np.ndarray, train: np.ndarray, seed: int
-                     ) -> dict:
-  """FID, KID, precision/recall and the nearest training image, in the feature network's space; the same
-  FID/KID between the held-out slices and as many training slices shows the floor at this sample count."""
-  net = features_lib.Features(features_path)
+def _feature_metrics(net, gen: np.ndarray, real: np.ndarray, train: np.ndarray, seed: int) -> dict:
+  """FID, KID, precision/recall and the nearest training image in `net`'s space (windowed slices in [0, 1]
+  → features); the same FID/KID between the held-out slices and as many training slices shows the floor at
+  this sample count."""
   fg, fr, ft = net(gen), net(real), net(train)
   floor = ft[:len(fr)]
   precision, recall = quality.precision_recall(fr, fg, k=3)
@@ -148,7 +152,7 @@ def _feature_metrics(features_path: str, gen: np.ndarray, real: np.ndarray, trai
 
 def evaluate(workdir: str, *, num: int = 256, audit_train: int = 2048, copy_ratio: float = 0.5,
              reference: str = '', data_dir: str = '', split: str = 'test', seed: int = 0, batch: int = 16,
-             features: str = '', overrides: dict | None = None) -> dict:
+             features: str = '', inception: str = '', overrides: dict | None = None) -> dict:
   """The generator report (see the module doc); `overrides` replace config.task fields for sampling."""
   hu, step, config = sample.generate(workdir, num=num, seed=seed, batch=batch, overrides=overrides)
   d = config.data
@@ -182,7 +186,10 @@ def evaluate(workdir: str, *, num: int = 256, audit_train: int = 2048, copy_rati
           'flagged_share': float(copies.mean()), 'flagged': [int(i) for i in np.nonzero(copies)[0]],
       },
   }
-  report['features'] = _feature_metrics(features, win(hu), win(real), train, seed)
+  report['features'] = _feature_metrics(features_lib.Features(features), win(hu), win(real), train, seed)
+  if inception:
+    report['inception'] = _feature_metrics(inception_lib.InceptionFeatures(inception), win(hu), win(real), train,
+                                           seed)
   if config.task.name == 'vae':
     report['reconstruction'] = _reconstruction(workdir, real, seed)
   out = os.path.join(workdir, 'eval')
@@ -202,7 +209,9 @@ def evaluate(workdir: str, *, num: int = 256, audit_train: int = 2048, copy_rati
       'eval/nn_ratio': report['memorization']['nn_ratio']['mean'],
       'eval/flagged_share': report['memorization']['flagged_share'],
       'eval/fid': report['features']['fid'], 'eval/kid': report['features']['kid'],
-      'eval/precision': report['features']['precision'], 'eval/recall': report['features']['recall']})
+      'eval/precision': report['features']['precision'], 'eval/recall': report['features']['recall'],
+      **({'eval/inception_fid': report['inception']['fid'], 'eval/inception_kid': report['inception']['kid']}
+         if inception else {})})
   writer.image(step, 'eval/nearest_pairs', metrics.image_grid(side, cols=2))
   writer.close()
   return report
@@ -237,7 +246,7 @@ def main(argv):
     return
   r = evaluate(FLAGS.workdir, num=FLAGS.num, audit_train=FLAGS.audit_train, copy_ratio=FLAGS.copy_ratio,
                reference=FLAGS.reference, data_dir=FLAGS.data_dir, split=FLAGS.split, seed=FLAGS.seed,
-               batch=FLAGS.batch, features=FLAGS.features, overrides=_sampling_overrides())
+               batch=FLAGS.batch, features=FLAGS.features, inception=FLAGS.inception, overrides=_sampling_overrides())
   real, div, mem, feat = r['realism'], r['diversity'], r['memorization'], r['features']
   print(f'step {r["step"]}, {r["num_samples"]} samples vs {r["reference"]}'
         + (f' (sampling {r["sampling"]})' if r['sampling'] else ''))
@@ -250,15 +259,19 @@ def main(argv):
     rec = r['reconstruction']
     print(f'reconstruction of the held-out slices: PSNR {fmt(rec["psnr_db"])} dB  SSIM {fmt(rec["ssim"])}  '
           f'RMSE {fmt(rec["rmse_hu"])} HU')
-  print(f'in the features of {feat["network"]}: FID {feat["fid"]:.3f} (held-out vs training slices: '
-        f'{feat["fid_real_vs_train"]:.3f}), KID {feat["kid"]:.4f} ({feat["kid_real_vs_train"]:.4f}), '
-        f'precision {feat["precision"]:.3f}, recall {feat["recall"]:.3f}, nearest training image ratio '
-        f'{fmt(feat["nn_ratio"])}')
+  for f in (feat, r.get('inception')):
+    if f:
+      print(f'in the features of {f["network"]}: FID {f["fid"]:.3f} (held-out vs training slices: '
+            f'{f["fid_real_vs_train"]:.3f}), KID {f["kid"]:.4f} ({f["kid_real_vs_train"]:.4f}), '
+            f'precision {f["precision"]:.3f}, recall {f["recall"]:.3f}, nearest training image ratio '
+            f'{fmt(f["nn_ratio"])}')
   print(json.dumps({'step': r['step'], 'hu_w1': real['hu_w1']['all'],
                     'anatomy_plausible': real['anatomy_plausible']['mean'],
                     'ms_ssim_pairs': div['ms_ssim_pairs']['mean'], 'flagged_share': mem['flagged_share'],
                     'fid': feat['fid'], 'kid': feat['kid'], 'precision': feat['precision'],
-                    'recall': feat['recall'], 'features_sha256': feat['sha256']}))
+                    'recall': feat['recall'], 'features_sha256': feat['sha256'],
+                    **({'inception_fid': r['inception']['fid'], 'inception_kid': r['inception']['kid'],
+                        'inception_sha256': r['inception']['sha256']} if 'inception' in r else {})}))
 
 
 if __name__ == '__main__':
