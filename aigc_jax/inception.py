@@ -212,8 +212,12 @@ class InceptionFeatures:
 
   def __call__(self, images: np.ndarray, batch: int = 16) -> np.ndarray:
     images = np.asarray(images, np.float32)
-    return np.concatenate([np.asarray(self._apply(self.params, images[i:i + batch]))
-                           for i in range(0, len(images), batch)]).astype(np.float64)
+    out = []
+    for i in range(0, len(images), batch):  # the last batch padded: one compile of this large network
+      x = images[i:i + batch]
+      x = np.concatenate([x, np.zeros((batch - len(x),) + x.shape[1:], np.float32)])
+      out.append(np.asarray(self._apply(self.params, x))[:min(batch, len(images) - i)])
+    return np.concatenate(out).astype(np.float64)
 
 
 def preprocess(x: jax.Array) -> jax.Array:

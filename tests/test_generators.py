@@ -17,6 +17,7 @@ from aigc_jax.tasks import autoencoder
 from configs import ct_gan
 from configs import ct_ldm
 from configs import ct_vae
+import inception_parity
 
 
 def test_adversarial_losses_match_hand_computed_values():
@@ -72,8 +73,12 @@ def test_gan_updates_both_networks_in_one_step_and_is_evaluated_by_the_harness(t
   rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
   assert any('train/d_loss' in r and 'train/g_loss' in r for r in rows)
   assert any('eval/hu_w1' in r for r in rows)
-  report = evaluate.evaluate(str(tmp_path), num=8, audit_train=16, batch=8)
+  weights = str(tmp_path / 'inception.npz')  # random weights: the plumbing of --inception, not its figures
+  np.savez(weights, **inception_parity.random_state_dict())
+  report = evaluate.evaluate(str(tmp_path), num=8, audit_train=16, batch=8, inception=weights)
   assert report['step'] == 4 and np.isfinite(report['realism']['hu_w1']['all'])
+  assert report['inception']['network'].startswith('InceptionV3 (FID) inception.npz')
+  assert np.isfinite(report['inception']['fid']) and report['inception']['fid'] != report['features']['fid']
   bad = ct_gan.get_config('test')
   bad.model.image_size = 32
   with pytest.raises(ValueError, match='image_size'):
