@@ -46,7 +46,8 @@ def host_allocator() -> str:
 def use_huge_pages() -> None:
   """Re-executes this command once with glibc's huge-page tunable, when it computes on a Linux CPU."""
   if (os.environ.get('AIGC_JAX_MALLOC') == 'default' or 'GLIBC_TUNABLES' in os.environ
-      or platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc' or not _computes_on_cpu()):
+      or not sys.executable or platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc'
+      or not _computes_on_cpu()):
     return
   os.environ['GLIBC_TUNABLES'] = HUGE_PAGES
   sys.stdout.flush()

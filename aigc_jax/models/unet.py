@@ -69,14 +69,16 @@ class AttentionBlock(nn.Module):
   attention: str = 'auto'
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = False):
     b, hgt, wid, c = x.shape
     heads = max(c // self.head_channels, 1)
     h = GroupNorm(self.norm_groups, dtype=self.dtype)(x).reshape(b, hgt * wid, c)
     qkv_init = nn.with_logical_partitioning(_lecun, QKV_AXES)
     q, k, v = (nn.DenseGeneral((heads, c // heads), dtype=self.dtype, kernel_init=qkv_init, name=n)(h)
                for n in ('query', 'key', 'value'))
-    out = attend(q, k, v, self.attention)
+    # Sampling on a CPU: two images per pass keep their L×L scores in cache (forward ~20% faster here).
+    per_pass = 2 if (self.attention == 'auto' and not train and jax.default_backend() == 'cpu') else 0
+    out = attend(q, k, v, self.attention, images_per_pass=per_pass)
     out = nn.DenseGeneral(c, axis=(-2, -1), dtype=self.dtype, name='out',
                           kernel_init=nn.with_logical_partitioning(_zeros, OUT_AXES))(out)
     return x + out.reshape(b, hgt, wid, c)
@@ -85,12 +87,13 @@ class AttentionBlock(nn.Module):
 ATTENTION = ('auto', 'einsum', 'dot_product')
 
 
-def attend(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = 'auto') -> jax.Array:
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = 'auto', images_per_pass: int = 0) -> jax.Array:
   """softmax(q k^T / sqrt(d)) v over [B, L, heads, d].
 
   'dot_product' is `jax.nn.dot_product_attention` (cuDNN's fused flash attention on GPUs that have it);
   'einsum' is the plain formula with the 1/sqrt(d) folded into q, ~1.5x faster on XLA:CPU (STACK.md);
-  'auto' takes einsum on CPU and dot_product elsewhere.
+  'auto' takes einsum on CPU and dot_product elsewhere. `images_per_pass` > 0 (einsum) loops over groups of
+  that many images (`lax.map`), the same result with a working set that fits in a CPU's cache.
   """
   if impl not in ATTENTION:
     raise ValueError(f'config.model.attention={impl!r}; choose one of {ATTENTION}.')
@@ -98,6 +101,17 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = 'auto') -> jax.
     impl = 'einsum' if jax.default_backend() == 'cpu' else 'dot_product'
   if impl == 'dot_product':
     return jax.nn.dot_product_attention(q, k, v)
+  b = q.shape[0]
+  if 0 < images_per_pass < b and b % images_per_pass == 0:
+    passes = b // images_per_pass
+    # Pass j takes images j, j + passes, …: strided, so a batch sharded in blocks keeps every shard busy.
+    split = lambda a: a.reshape((images_per_pass, passes) + a.shape[1:]).swapaxes(0, 1)
+    out = jax.lax.map(lambda qkv: _einsum_attention(*qkv), (split(q), split(k), split(v)))
+    return out.swapaxes(0, 1).reshape(q.shape)
+  return _einsum_attention(q, k, v)
+
+
+def _einsum_attention(q, k, v):
   q = q * (q.shape[-1] ** -0.5)
   logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)  # softmax in float32: bf16-safe
   weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
@@ -155,14 +169,14 @@ class UNet(nn.Module):
       for i in range(self.num_res_blocks):
         h = res(feat, f'down{level}_res{i}')(h, temb, train)
         if use_attn:
-          h = attn(f'down{level}_attn{i}')(h)
+          h = attn(f'down{level}_attn{i}')(h, train)
         skips.append(h)
       if level != len(self.channels) - 1:
         h = conv(feat, strides=(2, 2), dtype=dtype)(h)
         skips.append(h)
 
     h = res(self.channels[-1], 'mid_res0')(h, temb, train)
-    h = attn('mid_attn')(h)
+    h = attn('mid_attn')(h, train)
     h = res(self.channels[-1], 'mid_res1')(h, temb, train)
 
     for level in reversed(range(len(self.channels))):
@@ -170,7 +184,7 @@ class UNet(nn.Module):
       for i in range(self.num_res_blocks + 1):
         h = res(feat, f'up{level}_res{i}')(jnp.concatenate([h, skips.pop()], axis=-1), temb, train)
         if use_attn:
-          h = attn(f'up{level}_attn{i}')(h)
+          h = attn(f'up{level}_attn{i}')(h, train)
       if level != 0:
         b, hh, ww, c = h.shape
         h = jax.image.resize(h, (b, hh * 2, ww * 2, c), method='nearest')
