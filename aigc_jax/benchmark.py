@@ -9,7 +9,7 @@ always donated to the step and the step never syncs with the host.
 
 `configs/ct.py:monai` is the network of the PyTorch peer (MONAI's DiffusionModelUNet with channels
 (64, 128, 128), attention at the two lower levels, one res block, 64-channel heads, 32 groups: 4,634,305
-parameters) at batch 16 of 64×64, so the figures compare one to one with `../shared/bench/peer_monai_unet.py`
+parameters) at batch 16 of 64×64, so the figures compare one to one with `benchmarks/monai_peer.py`
 run in the same session. Prints a table, then, last, one JSON line:
 
   params, batch, img, devices, platform, compile_s, train_s_per_step (median after warm-up, blocking every

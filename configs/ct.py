@@ -74,7 +74,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.task.sample_steps = 50
   elif arg == 'monai':
     # The PyTorch peer's network (MONAI DiffusionModelUNet, 4,634,305 parameters) at batch 16 of 64×64, for
-    # `python -m aigc_jax.benchmark` beside ../shared/bench/peer_monai_unet.py; it trains like runlocal.
+    # `python -m aigc_jax.benchmark` beside benchmarks/monai_peer.py; it trains like runlocal.
     c.num_steps = 2_500
     c.batch_size = 16
     c.log_every = 50
