@@ -22,9 +22,7 @@ import os
 
 from aigc_jax import runtime
 
-runtime.apply()  # before jax is imported
-if __name__ == '__main__':
-  runtime.use_huge_pages()  # re-executes this command once, before jax loads
+runtime.apply(__name__)  # before jax is imported; a command re-executes itself once (runtime.py)
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402

@@ -19,9 +19,7 @@ import time
 
 from aigc_jax import runtime
 
-runtime.apply()  # before jax is imported
-if __name__ == '__main__':
-  runtime.use_huge_pages()  # re-executes this command once, before jax loads
+runtime.apply(__name__)  # before jax is imported; a command re-executes itself once (runtime.py)
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -92,9 +90,18 @@ class Features:
     return f'aigc_jax CT feature net {os.path.basename(self.path)} sha256:{self.sha256[:16]}'
 
   def __call__(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    images = np.asarray(images, np.float32)
-    return np.concatenate([np.asarray(self._apply(self.params, images[i:i + batch]))
-                           for i in range(0, len(images), batch)]).astype(np.float64)
+    return in_batches(lambda x: self._apply(self.params, x), images, batch)
+
+
+def in_batches(fn, images: np.ndarray, batch: int) -> np.ndarray:
+  """fn over `images` in batches of `batch`, the last one zero-padded so fn compiles once; float64 out."""
+  images = np.asarray(images, np.float32)
+  out = []
+  for i in range(0, len(images), batch):
+    x = images[i:i + batch]
+    x = np.concatenate([x, np.zeros((batch - len(x),) + x.shape[1:], np.float32)])
+    out.append(np.asarray(fn(x))[:min(batch, len(images) - i)])
+  return np.concatenate(out).astype(np.float64)
 
 
 def training_set(num: int, seed: int = TRAIN_SEED) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

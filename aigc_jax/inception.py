@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aigc_jax import features
+
 BN_EPS = 1e-3
 SIZE = 299
 
@@ -211,13 +213,7 @@ class InceptionFeatures:
     return f'InceptionV3 (FID) {os.path.basename(self.path)} sha256:{self.sha256[:16]}'
 
   def __call__(self, images: np.ndarray, batch: int = 16) -> np.ndarray:
-    images = np.asarray(images, np.float32)
-    out = []
-    for i in range(0, len(images), batch):  # the last batch padded: one compile of this large network
-      x = images[i:i + batch]
-      x = np.concatenate([x, np.zeros((batch - len(x),) + x.shape[1:], np.float32)])
-      out.append(np.asarray(self._apply(self.params, x))[:min(batch, len(images) - i)])
-    return np.concatenate(out).astype(np.float64)
+    return features.in_batches(lambda x: self._apply(self.params, x), images, batch)
 
 
 def preprocess(x: jax.Array) -> jax.Array:

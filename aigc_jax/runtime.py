@@ -3,7 +3,7 @@
 * XLA flags (`apply()`, before jax is imported). XLA:CPU's YNNPACK convolutions are slow on these CPUs;
   keeping YNNPACK for dots and reductions only trains ~1.5x faster (STACK.md). A user's own XLA_FLAGS
   choice for the same flag wins.
-* Huge pages for the host allocator (`use_huge_pages()`, first thing in each command's `__main__`).
+* Huge pages for the host allocator (`use_huge_pages()`, through `apply(__name__)` in each command).
   XLA:CPU mallocs each step's temporaries (gigabytes for a U-Net step) and frees them at the end; glibc
   mmaps blocks that large and unmaps them on free, so every step faults ~1 million fresh 4 KiB pages in:
   a third of configs/ct.py:monai's step time. glibc's `hugetlb=1` tunable backs them with transparent
@@ -22,10 +22,13 @@ YNN = '--xla_cpu_experimental_ynn_fusion_type'
 HUGE_PAGES = 'glibc.malloc.hugetlb=1'
 
 
-def apply() -> str:
-  """Sets the XLA flag default; returns XLA_FLAGS."""
+def apply(module_name: str = '') -> str:
+  """Sets the XLA flag default and returns XLA_FLAGS; a command (`module_name == '__main__'`) also
+  re-executes itself once with huge pages (`use_huge_pages`). Call before jax is imported."""
   if YNN not in os.environ.get('XLA_FLAGS', ''):
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + f' {YNN}=individual_dot,reduce').strip()
+  if module_name == '__main__':
+    use_huge_pages()
   return os.environ['XLA_FLAGS']
 
 

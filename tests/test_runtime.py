@@ -8,7 +8,7 @@ from aigc_jax import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Prints the tunables the process ended up with and how many times it started.
-SCRIPT = ('import os, sys; print("start", flush=True); from aigc_jax import runtime; runtime.use_huge_pages(); '
+SCRIPT = ('import os, sys; print("start", flush=True); from aigc_jax import runtime; runtime.apply("__main__"); '
           'print(os.environ.get("GLIBC_TUNABLES"), sys.argv[1:])')
 
 
