@@ -37,7 +37,8 @@ def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], *, ta
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(
       step=state.step + 1, params=params, opt_state=opt_state,
-      ema_params=train_state.ema_update(state.ema_params, params, ema_decay))
+      ema_params=train_state.ema_update(state.ema_params, params,
+                                        train_state.ema_decay_at(state.step, ema_decay)))
   step_metrics = {**step_metrics, 'grad_norm': optax.global_norm(grads), 'lr': lr_schedule(state.step)}
   return new_state, step_metrics
 

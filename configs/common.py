@@ -40,7 +40,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8
   c.optim.momentum = 0.9         # sgd only
-  c.optim.ema_decay = 0.9999     # 0 disables EMA (the EMA then equals the params)
+  c.optim.ema_decay = 0.9999     # reached after a warm-up min(decay, (1+t)/(10+t)); 0 disables EMA
   # Per-network optimizers for tasks with several (a GAN's 'gen' and 'disc'): {top-level param key: {field:
   # value}}, e.g. groups.disc.learning_rate; fields not given are the ones above. Empty: one optimizer.
   c.optim.groups = ml_collections.ConfigDict()

@@ -113,3 +113,28 @@ def test_groups_give_each_network_its_own_optimizer():
   cfg.groups = ml_collections.ConfigDict({'disc': {'learning_rat': 0.5}})
   with pytest.raises(ValueError, match='groups.disc.learning_rat'):
     optim.make_optimizer(cfg, num_steps=10)
+
+
+class _ConstantGradTask:
+  """grads = 1 everywhere: with SGD at learning rate 1 the params move by exactly −1 per step."""
+
+  def grads(self, params, batch, rng):
+    return jax.tree.map(jnp.ones_like, params), {}
+
+
+def test_ema_warms_up_before_reaching_its_decay():
+  from aigc_jax import train  # pylint: disable=g-import-not-at-top
+  from aigc_jax import train_state  # pylint: disable=g-import-not-at-top
+  tx = optax.sgd(1.0)
+  state = train_state.create({'w': jnp.zeros(3)}, tx, jax.random.PRNGKey(0))
+  step = jax.jit(lambda s: train.train_step(s, {}, task=_ConstantGradTask(), tx=tx,
+                                            lr_schedule=lambda t: 1.0, ema_decay=0.9999)[0])
+  ema = 0.0
+  for t in range(30):
+    state = step(state)
+    d = min(0.9999, (1 + t) / (10 + t))  # the warm-up: follows the params early, the decay only later
+    ema = d * ema + (1 - d) * -(t + 1.0)
+    np.testing.assert_allclose(state.ema_params['w'], ema, rtol=1e-5)
+  # Without a warm-up the EMA would still be ~100% the initial zeros (0.9999^30): it has moved most of the way.
+  assert float(state.ema_params['w'][0]) < -15.0
+  np.testing.assert_allclose(float(train_state.ema_decay_at(10 ** 6, 0.9999)), 0.9999, rtol=1e-6)
