@@ -127,7 +127,9 @@ def timesteps(T: int, num_steps: int, spacing: str = 'leading') -> np.ndarray:
   if spacing == 'leading':
     ts = np.arange(num_steps) * (T // num_steps)
   elif spacing == 'trailing':
-    ts = np.round(np.arange(T, 0, -T / num_steps))[::-1] - 1
+    # round(k·T/n) − 1 for k = 1…n in integers: a float arange(T, 0, −T/n) can yield n + 1 values (t = −1).
+    k = np.arange(1, num_steps + 1, dtype=np.int64)
+    ts = (2 * k * T + num_steps) // (2 * num_steps) - 1
   else:
     raise ValueError(f'config.task.timestep_spacing={spacing!r}; use "leading" or "trailing".')
   return ts.astype(np.int32)[::-1]

@@ -195,3 +195,47 @@ def test_conditional_flow_task_trains_and_samples_with_guidance():
     tasks.build(tiny_config(**{'task.objective': 'flow'}))  # ddim is not a flow sampler
   with pytest.raises(ValueError, match='"v" or "x0"'):
     tasks.build(tiny_config(**{'task.zero_terminal_snr': True}))
+
+
+@pytest.mark.parametrize('T', [50, 1000])
+@pytest.mark.parametrize('spacing', ['leading', 'trailing'])
+def test_timesteps_give_n_distinct_valid_steps_for_every_n(T, spacing):
+  for n in range(1, T + 1):
+    ts = diffusion.timesteps(T, n, spacing)
+    assert len(ts) == n and ts.min() >= 0 and ts.max() <= T - 1 and np.all(np.diff(ts) < 0), (n, ts[:4], ts[-4:])
+    if spacing == 'trailing':
+      assert ts[0] == T - 1
+
+
+def test_conditioning_fields_that_would_sample_untrained_embeddings_are_refused():
+  with pytest.raises(ValueError, match='condition_on is empty'):
+    tasks.build(tiny_config(**{'model.num_classes': 2}))
+  with pytest.raises(ValueError, match='cond_dropout'):
+    tasks.build(tiny_config(**{'task.condition_on': 'lesion', 'model.num_classes': 2, 'data.labels': ('lesion',),
+                               'task.cond_dropout': 0.0, 'task.guidance': 3.0}))
+  with pytest.raises(ValueError, match='needs a conditional model'):
+    tasks.build(tiny_config(**{'task.guidance': 2.0}))
+  # Conditional sampling without guidance needs no unconditional embedding: allowed.
+  tasks.build(tiny_config(**{'task.condition_on': 'lesion', 'model.num_classes': 2, 'data.labels': ('lesion',),
+                             'task.cond_dropout': 0.0}))
+
+
+def unit_gaussian_oracle(schedule, prediction):
+  """The exact E[target | x_t] for x0 ~ N(0, 1): unit-variance data such as latent diffusion's latents."""
+  def fn(x, t):
+    a = schedule.alphas_cumprod[t].reshape((-1,) + (1,) * (x.ndim - 1))
+    eps, x0 = jnp.sqrt(1 - a) * x, jnp.sqrt(a) * x  # var(x_t) = a + (1 − a) = 1
+    return {'eps': eps, 'x0': x0, 'v': jnp.sqrt(a) * eps - jnp.sqrt(1 - a) * x0}[prediction]
+  return fn
+
+
+def test_pixel_space_tasks_clip_and_draws_of_unbounded_spaces_keep_their_spread():
+  task = tasks.build(tiny_config(**{'task.schedule': 'cosine', 'task.timesteps': 1000}))
+  task.sample_steps, task.ddim_eta = 100, 1.0
+  oracle, shape = unit_gaussian_oracle(task.schedule, task.prediction), (2048, 4)
+  pixels = np.asarray(task.draw(oracle, jax.random.PRNGKey(0), shape))
+  assert task.bounded and np.abs(pixels).max() <= 1.0  # pixel space: samples stay in the window
+  task.bounded = False
+  free = np.asarray(task.draw(oracle, jax.random.PRNGKey(0), shape))
+  np.testing.assert_allclose(free.std(), 1.0, atol=0.03)
+  assert 0.25 < np.mean(np.abs(free) > 1.0) < 0.37  # N(0, 1): 31.7% beyond ±1

@@ -38,6 +38,11 @@ def guided(apply, x: jax.Array, t: jax.Array, y: jax.Array, null: int, scale: fl
 class DiffusionTask(task.Generator):
   """Learns p(image) (or p(image | label)) from batches {'image': [B, H, W, C] in [-1, 1], label: [B]}."""
 
+  # Where samples live decides whether the samplers may clip: windowed pixels are in [-1, 1], so clipping
+  # each x_0 estimate there keeps the chain on the data's range. A subclass sampling another space (latent
+  # diffusion's unit-variance latents, ~30% of which lie beyond ±1) sets this False.
+  bounded = True
+
   def __init__(self, config: ml_collections.ConfigDict):
     t = config.task
     self.model = models.build(config.model)
@@ -57,6 +62,18 @@ class DiffusionTask(task.Generator):
     self.cond_key, self.num_classes = t.condition_on, config.model.num_classes
     self.cond_dropout, self.guidance = t.cond_dropout, t.guidance
     self.data = config.data
+    if self.num_classes and not self.cond_key:
+      raise ValueError(f'config.model.num_classes={self.num_classes} but config.task.condition_on is empty: the '
+                       'class embedding would never be trained and sampling would use random embeddings. Set '
+                       'config.task.condition_on (and config.data.labels), or config.model.num_classes=0.')
+    if self.guidance != 1.0 and not self.cond_key:
+      raise ValueError(f'config.task.guidance={self.guidance} needs a conditional model (config.task.condition_on '
+                       'and config.model.num_classes); an unconditional model samples with guidance 1.')
+    if self.cond_key and self.guidance != 1.0 and not self.cond_dropout > 0:
+      raise ValueError(f'config.task.guidance={self.guidance} needs config.task.cond_dropout > 0 in training: '
+                       f'with cond_dropout={self.cond_dropout} the "no label" embedding is never trained, so the '
+                       'unconditional half of guidance is random. Train with cond_dropout (e.g. 0.1) or sample '
+                       'with guidance 1.')
     if self.cond_key:
       if self.num_classes < 1:
         raise ValueError(f'config.task.condition_on={self.cond_key!r} needs config.model.num_classes >= 1 '
@@ -87,17 +104,27 @@ class DiffusionTask(task.Generator):
                                    prediction=self.prediction)
     return jnp.mean(per_example), {}
 
+  def model_fn(self, params, n: int, labels=None):
+    """The network as the samplers call it, (x, t) → prediction, with guidance for a conditional model;
+    `labels` [n] (default: cycling through the classes)."""
+    apply = lambda x, t, y: self.model.apply({'params': params}, x, t, y)
+    if not self.num_classes:
+      return lambda x, t: apply(x, t, None)
+    y = jnp.arange(n) % self.num_classes if labels is None else jnp.asarray(labels, jnp.int32)
+    return lambda x, t: guided(apply, x, t, y, self.num_classes, self.guidance)
+
+  def draw(self, model_fn, rng, shape):
+    """Runs the configured sampler on `model_fn` from noise of `shape`; clips only in a `bounded` space."""
+    if self.objective == 'flow':
+      return flow.sample(model_fn, rng, shape, num_steps=self.sample_steps, method=self.sampler,
+                         clip=self.bounded)
+    if self.sampler == 'ddpm':
+      return diffusion.ddpm_sample(model_fn, self.schedule, rng, shape, prediction=self.prediction,
+                                   clip_x0=self.bounded)
+    return diffusion.ddim_sample(model_fn, self.schedule, rng, shape, num_steps=self.sample_steps,
+                                 eta=self.ddim_eta, prediction=self.prediction, spacing=self.spacing,
+                                 clip_x0=self.bounded)
+
   def sample(self, params, rng, shape, labels=None):
     """Images of `shape` [N, H, W, C] in [-1, 1]; `labels` [N] (default: cycling through the classes)."""
-    apply = lambda x, t, y: self.model.apply({'params': params}, x, t, y)
-    if self.num_classes:
-      y = jnp.arange(shape[0]) % self.num_classes if labels is None else jnp.asarray(labels, jnp.int32)
-      model_fn = lambda x, t: guided(apply, x, t, y, self.num_classes, self.guidance)
-    else:
-      model_fn = lambda x, t: apply(x, t, None)
-    if self.objective == 'flow':
-      return flow.sample(model_fn, rng, shape, num_steps=self.sample_steps, method=self.sampler)
-    if self.sampler == 'ddpm':
-      return diffusion.ddpm_sample(model_fn, self.schedule, rng, shape, prediction=self.prediction)
-    return diffusion.ddim_sample(model_fn, self.schedule, rng, shape, num_steps=self.sample_steps,
-                                 eta=self.ddim_eta, prediction=self.prediction, spacing=self.spacing)
+    return self.draw(self.model_fn(params, shape[0], labels), rng, shape)
