@@ -26,10 +26,17 @@ NIB_DATA = os.path.join(os.path.dirname(nib.__file__), 'tests', 'data')
 def _ct_input(root: str) -> str:
   """A folder of scans: a 3-slice CT series with planted identifiers (files out of order), the plain
   CT_small slice, and things to skip: MR, an RT plan, an SR, an ECG, an NM JPEG 2000, a text file, a
-  truncated header, truncated pixel data, and a duplicate instance."""
+  truncated header, truncated pixel data (native and JPEG 2000), and a duplicate instance."""
   inp = os.path.join(root, 'input')
   scan_files.ct_series(os.path.join(inp, 'patient_a'), 3, PLANTED)
   shutil.copy(scan_files.pydicom_file('CT_small.dcm'), os.path.join(inp, 'ct_small.dcm'))
+  # A JPEG 2000 CT slice cut inside its pixel data: pydicom warns with the file's path while reading it.
+  ds = pydicom.dcmread(scan_files.pydicom_file('693_J2KI.dcm'))
+  ds.SeriesInstanceUID = ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+  scan_files.write(ds, os.path.join(inp, 'patient_a', 'cut_j2k.dcm'))
+  raw = open(os.path.join(inp, 'patient_a', 'cut_j2k.dcm'), 'rb').read()
+  with open(os.path.join(inp, 'patient_a', 'cut_j2k.dcm'), 'wb') as f:
+    f.write(raw[:-1000])
   shutil.copy(scan_files.pydicom_file('CT_small.dcm'), os.path.join(inp, 'zz_duplicate.dcm'))
   os.makedirs(os.path.join(inp, 'other'))
   for name in ('MR_small.dcm', 'rtplan.dcm', 'reportsi.dcm', 'waveform_ecg.dcm', 'JPEG2000.dcm'):
@@ -70,9 +77,11 @@ def test_ct_series_are_ordered_converted_to_hu_skipped_with_reasons_and_de_ident
   assert report['counts']['train'] == {'patients': 2, 'volumes': 2, 'examples': 4}
   reasons = ' | '.join(r['reason'] for r in report['skipped_files'])
   for expected in ('modality MR', 'no image in this DICOM object', 'not a DICOM or NIfTI file',
-                   'incomplete DICOM header', 'truncated pixel data', 'duplicate', 'modality NM'):
+                   'incomplete DICOM header', 'a truncated file', 'duplicate', 'modality NM'):
     assert expected in reasons, (expected, reasons)
-  assert len(report['skipped_files']) == 9  # MR, RT plan, SR, ECG, NM, text, cut header, cut pixels, duplicate
+  # MR, RT plan, SR, ECG, NM, text, cut header, cut pixels (twice), duplicate
+  assert len(report['skipped_files']) == 10
+  assert report['files_used'] == 4 and report['files_seen'] == 4 + 10
   assert all(isinstance(r['file'], int) for r in report['skipped_files'])  # no paths without --report_paths
 
   src = records.TfdsSource('ct_in', data_dir=out, split='train')
@@ -173,7 +182,7 @@ def test_phantom_splits_on_disk_equal_the_online_source(tmp_path):
   src = records.TfdsSource('ph', data_dir=str(tmp_path), split='train')
   assert len(src) == 6
   from aigc_jax.data import phantom  # pylint: disable=g-import-not-at-top
-  online = phantom.PhantomCT(seed=0, size=32, num_examples=6, dose=(2.5e4, 1e5, 400.0))
+  online = phantom.PhantomCT(seed=0, size=32, num_examples=6, dose=(1.25e9, 0.25, 400.0))  # the defaults
   stored = sorted((src[i] for i in range(6)), key=lambda e: float(e['level']))
   fresh = sorted((online[i] for i in range(6)), key=lambda e: float(e['level']))
   for s, f in zip(stored, fresh):  # same slices, HU rounded to integers on disk
@@ -202,7 +211,7 @@ def test_nifti_is_shown_in_the_radiological_view_whatever_its_voxel_order(tmp_pa
     assert (rows.tolist(), cols.tolist()) == ([1], [1])  # row 1 of 8 (anterior), column 1 (patient's right)
 
 
-def test_inconsistent_series_are_skipped_and_monochrome1_is_inverted(tmp_path):
+def test_inconsistent_series_are_skipped_every_file_is_accounted_for_and_monochrome1_ct_keeps_its_hu(tmp_path):
   inp = tmp_path / 'in'
   scan_files.ct_series(str(inp / 'same_position'), 2, step_mm=0.0)      # two slices at one position
   scan_files.ct_series(str(inp / 'mixed_sizes'), 2)
@@ -216,15 +225,22 @@ def test_inconsistent_series_are_skipped_and_monochrome1_is_inverted(tmp_path):
   ds.SeriesInstanceUID = ds.SOPInstanceUID = generate_uid()
   ds.PhotometricInterpretation = 'MONOCHROME1'
   scan_files.write(ds, str(inp / 'mono1.dcm'))
+  scan_files.ct_series(str(inp / 'rle'), 3)  # its middle slice claims RLE: only decoding its pixels tells
+  (inp / 'rle' / 'y.dcm').write_bytes(scan_files.replace_value(
+      (inp / 'rle' / 'y.dcm').read_bytes(), 'TransferSyntaxUID', b'1.2.840.10008.1.2.5\x00'))
   report = prepare.prepare_scans(input_dir=str(inp), output=str(tmp_path / 'out'), name='odd', layout='3d',
                                  size=0, val_fraction=0, test_fraction=0)
   problems = ' | '.join(report['series_problems'])
   assert 'same position' in problems and 'different sizes' in problems and 'uneven slice spacing' in problems
+  assert 'a slice could not be read' in problems
   assert report['counts']['train']['volumes'] == 1  # only the MONOCHROME1 slice is usable in 3-D
+  # Every file is used or skipped with a reason, also those of a series that failed while its pixels were read.
+  assert report['files_used'] == 1 and report['files_skipped'] == report['files_seen'] - 1 == 2 + 2 + 3 + 3
   vol = records.TfdsSource('odd', data_dir=str(tmp_path / 'out'), split='train')[0]['hu'][0]
   hu = ds.pixel_array.astype(np.float32) - 1024.0
-  np.testing.assert_array_equal(vol, np.clip(hu.max() + hu.min() - hu, -1024, 3071))  # denser = brighter
+  # CT: the modality LUT gives HU; MONOCHROME1 only tells a viewer how to show them, so nothing is inverted.
+  np.testing.assert_array_equal(vol, np.clip(hu, -1024, 3071))
   # In 2-D the series with a missing slice is still usable, slice by slice.
   report = prepare.prepare_scans(input_dir=str(inp), output=str(tmp_path / 'out2'), name='odd2', layout='2d',
                                  size=0, val_fraction=0, test_fraction=0)
-  assert report['counts']['train']['examples'] == 1 + 3 and 'uneven slice spacing' in report['series_notes']
+  assert report['counts']['train']['examples'] == 1 + 3 + 2 and 'uneven slice spacing' in report['series_notes']
