@@ -9,16 +9,20 @@ model sees slices in the config's HU window; its correction is applied to the HU
 that window, and HU outside it (dense bone, metal, air beyond −1000) are kept, so nothing is clipped away.
 
 Output, `--output/series_<n>/IMG<k>.dcm` or `--output/volume_<n>.nii.gz`:
-  DICOM  each input slice with its pixel data replaced (same rows, columns, spacing, position, orientation,
-         rescale), marked DERIVED\SECONDARY with the model in SeriesDescription / DerivationDescription;
-         new Study/Series/SOP/Frame-of-Reference UIDs; patient, institution, staff, date and private tags
-         removed (this codebase never writes patient identifiers; re-link through your own records).
-  NIfTI  the same voxel grid, affine and data type, in the input's voxel order.
+  DICOM  for each input slice a new CT object with the denoised pixels and, from the input, only what the
+         image needs (rows, columns, pixel encoding, rescale, spacing, position, orientation; the allow-list
+         is `aigc_jax.data.deid`), marked DERIVED\SECONDARY with the model in SeriesDescription /
+         DerivationDescription and de-identified per DICOM PS3.15's basic profile: random new UIDs (one Study
+         UID per input study, Frame-of-Reference UIDs one to one), a random per-run PatientID, empty dates
+         (this codebase never writes patient identifiers; re-link through your own records).
+  NIfTI  the same voxel grid, affine, qform/sform codes and data type, in the input's voxel order, in a
+         header written fresh (nothing else of the input's header: no extensions or text fields).
 `--output/denoise_report.json` numbers inputs by their place in `find INPUT -type f | sort`, never by name.
 """
 
 import json
 import os
+import shutil
 
 from aigc_jax import runtime
 
@@ -32,25 +36,11 @@ import numpy as np  # noqa: E402
 from aigc_jax import export  # noqa: E402
 from aigc_jax import metrics  # noqa: E402
 from aigc_jax import sample  # noqa: E402
+from aigc_jax.data import deid  # noqa: E402
 from aigc_jax.data import pipeline  # noqa: E402
 from aigc_jax.data import scans  # noqa: E402
 
 FLAGS = flags.FLAGS
-
-# Attributes that identify a patient, a visit or the staff (DICOM PS3.15 basic profile, the common ones).
-IDENTIFYING = (
-    'PatientName', 'PatientID', 'PatientBirthDate', 'PatientBirthTime', 'PatientSex', 'PatientAge',
-    'PatientAddress', 'PatientTelephoneNumbers', 'PatientMotherBirthName', 'OtherPatientIDs',
-    'OtherPatientNames', 'OtherPatientIDsSequence', 'PatientWeight', 'PatientSize', 'EthnicGroup',
-    'MilitaryRank', 'MedicalRecordLocator', 'PatientComments', 'AdditionalPatientHistory',
-    'InstitutionName', 'InstitutionAddress', 'InstitutionalDepartmentName', 'StationName',
-    'ReferringPhysicianName', 'PerformingPhysicianName', 'OperatorsName', 'NameOfPhysiciansReadingStudy',
-    'PhysiciansOfRecord', 'RequestingPhysician', 'AccessionNumber', 'StudyID', 'DeviceSerialNumber',
-    'StudyDate', 'SeriesDate', 'AcquisitionDate', 'ContentDate', 'StudyTime', 'SeriesTime', 'AcquisitionTime',
-    'ContentTime', 'AcquisitionDateTime', 'StudyDescription', 'RequestAttributesSequence',
-    'ReferencedStudySequence', 'ReferencedPatientSequence', 'ReferencedImageSequence', 'SourceImageSequence',
-    'ImageComments', 'IssuerOfPatientID', 'IrradiationEventUID')
-
 
 def define_flags():
   flags.DEFINE_string('workdir', None, 'A trained restoration run (configs/ct_denoise.py).')
@@ -87,34 +77,38 @@ class Denoiser:
     return np.where(inside, hu + correction, hu).astype(np.float32)
 
 
-def _write_dicom(denoiser, files, series, hu_out, folder):
+def _write_dicom(denoiser, files, series, hu_out, folder, surrogates, number):
+  """Writes the denoised slices of one series as fresh CT objects (`export.ct_dataset`).
+
+  From each input slice only `deid.image_attributes` is taken (geometry, pixel encoding, rescale, kVp);
+  identity, dates, UIDs and everything else are stand-ins or empty (`deid.identity`). `surrogates` is shared
+  by all series of a run: series of one input study get one new Study UID, and frames of reference map one
+  to one.
+  """
   import pydicom  # pylint: disable=g-import-not-at-top
-  from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # pylint: disable=g-import-not-at-top
+  from pydicom.uid import generate_uid  # pylint: disable=g-import-not-at-top
   os.makedirs(folder, exist_ok=True)
-  uids = {}  # one new UID per old one: slices of a series keep sharing study / series / frame of reference
-  new_uid = lambda old: uids.setdefault(str(old), generate_uid())
+  series_uid = generate_uid()
   for k, (i, hu) in enumerate(zip(series.files, hu_out)):
-    ds = pydicom.dcmread(files[i])
-    slope, intercept = float(ds.get('RescaleSlope', 1.0)), float(ds.get('RescaleIntercept', 0.0))
-    dtype = np.int16 if int(ds.get('PixelRepresentation', 0)) else np.uint16
-    bits = int(ds.get('BitsStored', 16))
-    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if dtype == np.int16 else (0, (1 << bits) - 1)
-    stored = np.clip(np.round((hu - intercept) / slope), lo, hi).astype(dtype)
-    for name in IDENTIFYING:
-      if name in ds:
-        delattr(ds, name)
-    ds.remove_private_tags()
-    ds.PatientName, ds.PatientID = 'DENOISED^ANONYMOUS', 'ANONYMOUS'
-    for name in ('StudyInstanceUID', 'SeriesInstanceUID', 'FrameOfReferenceUID'):
-      setattr(ds, name, new_uid(ds.get(name, f'none:{name}')))
-    ds.SOPInstanceUID = generate_uid()
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.ImageType = ['DERIVED', 'SECONDARY'] + list(ds.get('ImageType', ['', ''])[2:])
-    ds.SeriesDescription = f'DENOISED {denoiser.description}'[:64]
-    ds.DerivationDescription = f'Denoised by aigc_jax {denoiser.description}'[:1024]
-    ds.PixelData = stored.tobytes()
-    ds['PixelData'].VR = 'OW'
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian  # decoded once, written uncompressed
+    src = pydicom.dcmread(files[i], stop_before_pixels=True)
+    kept = deid.image_attributes(src)
+    slope, intercept = float(kept.get('RescaleSlope', 1.0)), float(kept.get('RescaleIntercept', 0.0))
+    signed = kept.get('PixelRepresentation', 0) == 1
+    bits = kept.get('BitsStored', 16)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    stored = np.clip(np.round((hu - intercept) / slope), lo, hi).astype(np.int16 if signed else np.uint16)
+    # Without a Study / Frame-of-Reference UID the series is its own study / frame (keys stay in memory).
+    study = str(src.get('StudyInstanceUID', '') or f'series {number}')
+    frame = str(src.get('FrameOfReferenceUID', '') or f'series {number}')
+    image_type = [str(v) for v in src.get('ImageType', [])]
+    ds = export.ct_dataset(stored, {
+        **kept, **deid.identity(surrogates.patient_id(series.patient_key)),
+        'StudyInstanceUID': surrogates.uid('study', study), 'SeriesInstanceUID': series_uid,
+        'FrameOfReferenceUID': surrogates.uid('frame', frame), 'SeriesNumber': number + 1,
+        'InstanceNumber': k + 1, 'Manufacturer': 'aigc_jax',
+        'ImageType': ['DERIVED', 'SECONDARY', 'LOCALIZER' if image_type[2:3] == ['LOCALIZER'] else 'AXIAL'],
+        'SeriesDescription': f'DENOISED {denoiser.description}'[:64],
+        'DerivationDescription': f'Denoised by aigc_jax {denoiser.description}'[:1024]})
     pydicom.dcmwrite(os.path.join(folder, f'IMG{k:04d}.dcm'), ds, enforce_file_format=True)
 
 
@@ -139,13 +133,10 @@ def _nifti_volume(path):
 
 
 def _write_nifti(denoiser, img, data, path):
+  """A fresh header (`export.nifti_image`): the input's qform/sform and codes, units and data type only."""
   import nibabel as nib  # pylint: disable=g-import-not-at-top
-  header = img.header.copy()
-  header['descrip'] = f'DENOISED aigc_jax {denoiser.description}'.encode()[:79]
-  header['aux_file'] = b''
-  header['db_name'] = b''
-  out = nib.Nifti1Image(data.astype(np.float32), img.affine, header)
-  out.set_data_dtype(img.get_data_dtype())  # the input's storage type; nibabel picks the scaling
+  out = export.nifti_image(data, img.affine, descrip=f'DENOISED aigc_jax {denoiser.description}',
+                           dtype=img.get_data_dtype(), like=img.header)
   nib.save(out, path)
 
 
@@ -160,18 +151,30 @@ def denoise(workdir: str, input_dir: str, output: str, batch: int = 8) -> dict:
                      f'{len(skipped)} skipped); see the reasons with python -m aigc_jax.data.prepare.')
   os.makedirs(output, exist_ok=True)
   done = []
+  surrogates = deid.Surrogates()  # one table for the run: series of one study stay one study
   for n, s in enumerate(found):
     try:
       if s.kind == 'dicom':
+        if s.frames:  # what load reads, the writer below could not put back: one output file per frame
+          raise scans.Skip('multi-frame (enhanced) DICOM: denoise writes single-frame series only')
         hu = scans.load(s, files, skipped, '3d')  # every slice or none: the output series stays whole
         out = denoiser(hu, batch)
-        _write_dicom(denoiser, files, s, out, os.path.join(output, f'series_{n}'))
+        _write_dicom(denoiser, files, s, out, os.path.join(output, f'series_{n}'), surrogates, n)
       else:
+        scans.load(s, files, skipped, '3d')  # as prepare reads it: size-checked, damaged data skipped
         img, hu, back = _nifti_volume(files[s.files[0]])
         out = denoiser(hu, batch)
         _write_nifti(denoiser, img, back(out), os.path.join(output, f'volume_{n}.nii.gz'))
-    except scans.Skip as e:
-      problems.append(f'{s.kind} {n} (files {s.files}): {e}')
+    except Exception as e:  # pylint: disable=broad-except
+      # The writer re-reads each source header (pydicom parses lazily, so a damaged element the reader never
+      # touched can raise there): one bad series must not end the run, nor leave half a series behind.
+      reason = str(e) if isinstance(e, scans.Skip) else f'could not be written ({type(e).__name__})'
+      shutil.rmtree(os.path.join(output, f'series_{n}'), ignore_errors=True)
+      if os.path.exists(os.path.join(output, f'volume_{n}.nii.gz')):
+        os.remove(os.path.join(output, f'volume_{n}.nii.gz'))
+      problems.append(f'{s.kind} {n} (files {s.files}): {reason}')
+      for i in s.files:  # every input file is written or has a reason, as in prepare's report
+        skipped.setdefault(i, f'its series was left out: {reason}')
       continue
     spacing = s.spacing[0]
     note = ''
