@@ -8,8 +8,10 @@ on one platform; a new file means a new hash and new numbers) with:
 
   python -m aigc_jax.features --out=aigc_jax/assets/ct_features.msgpack [--steps=1000] [--seed=0]
 
-Inputs are slices windowed to [-1, 1] at any size; they are resized to 32×32 first. Features: the 128
-global-average-pooled channels of the last convolution.
+Inputs are slices windowed to [-1, 1] at any size; they are resized to 32×32 first. The net was trained on
+slices windowed to WINDOW_HU (−1000…1000 HU); slices in another window are re-windowed to it first
+(`Features(...)(images, window=(lo, hi))`), so a run's HU window does not change its features. Features: the
+128 global-average-pooled channels of the last convolution.
 """
 
 import hashlib
@@ -40,6 +42,8 @@ SIZE = 32            # inputs are resized to SIZE × SIZE: coarse anatomy, cheap
 TRAIN_SEED = 7_000   # phantom seed of the feature net's training slices: apart from every run's 0, 1
 KINDS = 3            # lesion_kind: none, lung nodule, liver mass
 BINS = 16            # HU histogram over the window, a target that ties the features to tissue composition
+WINDOW_HU = (-1000.0, 1000.0)  # the HU window of the training slices: what [-1, 1] means to the net
+NOISE_STD = 0.05     # the strongest training noise, in windowed units
 
 
 def histogram(x: jax.Array) -> jax.Array:
@@ -89,7 +93,14 @@ class Features:
   def name(self) -> str:
     return f'aigc_jax CT feature net {os.path.basename(self.path)} sha256:{self.sha256[:16]}'
 
-  def __call__(self, images: np.ndarray, batch: int = 64) -> np.ndarray:
+  def __call__(self, images: np.ndarray, batch: int = 64,
+               window: tuple[float, float] = WINDOW_HU) -> np.ndarray:
+    """Features [N, 128] of slices [N, H, W] windowed to [-1, 1] from `window` (lo, hi) in HU."""
+    lo, hi = (float(w) for w in window)
+    if (lo, hi) != WINDOW_HU:
+      # Back to HU (within the run's window) and into the window the net learned; HU outside the run's
+      # window is lost either way, but what the slice shows means the same to the net.
+      images = pipeline.window(pipeline.unwindow(images, lo, hi), *WINDOW_HU)
     return in_batches(lambda x: self._apply(self.params, x), images, batch)
 
 
@@ -108,8 +119,16 @@ def training_set(num: int, seed: int = TRAIN_SEED) -> tuple[np.ndarray, np.ndarr
   """(windowed slices [num, SIZE, SIZE], level [num], lesion kind [num]) from the phantom at `seed`."""
   src = phantom.PhantomCT(seed=seed, size=SIZE, num_examples=num, lesion_prob=0.5)
   ex = [src[i] for i in range(num)]
-  x = pipeline.window(np.stack([e['hu'] for e in ex]), -1000.0, 1000.0)
+  x = pipeline.window(np.stack([e['hu'] for e in ex]), *WINDOW_HU)
   return x, np.array([e['level'] for e in ex], np.float32), np.array([e['lesion_kind'] for e in ex], np.int32)
+
+
+def training_noise(rng: jax.Array, shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+  """(strength [N, 1, 1] uniform in [0, 1), unit noise [N, H, W]) for slices of `shape`: a training batch
+  gets `strength * NOISE_STD * unit` added. Separate keys: from one key, jax draws the first pixel's noise
+  from the same bits as the first strength, tying the two together."""
+  k_strength, k_noise = jax.random.split(rng)
+  return jax.random.uniform(k_strength, (shape[0], 1, 1)), jax.random.normal(k_noise, shape)
 
 
 def train(out: str, *, steps: int = 1000, num: int = 4096, num_val: int = 512, batch: int = 64, seed: int = 0
@@ -124,7 +143,8 @@ def train(out: str, *, steps: int = 1000, num: int = 4096, num_val: int = 512, b
 
   def loss_fn(p, xb, lb, kb, rng):
     # Noise of a random strength, so that features do not hinge on noise-free pixels (samples have some).
-    xb = xb + jax.random.uniform(rng, (len(xb), 1, 1)) * 0.05 * jax.random.normal(rng, xb.shape)
+    strength, unit = training_noise(rng, xb.shape)
+    xb = xb + strength * NOISE_STD * unit
     _, lv, logits, hist_logits = net.apply({'params': p}, xb)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, kb)
     hist = optax.softmax_cross_entropy(hist_logits, histogram(xb))

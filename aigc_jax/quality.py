@@ -5,7 +5,6 @@ are offline and deterministic given their inputs (and a seed where they subsampl
 """
 
 import numpy as np
-from scipy import linalg
 from scipy import ndimage
 from scipy import stats
 
@@ -58,13 +57,27 @@ def ms_ssim(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
   return float(out)
 
 
+def frechet_from_moments(m1: np.ndarray, s1: np.ndarray, m2: np.ndarray, s2: np.ndarray) -> float:
+  """‖μ1 − μ2‖² + tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½) between two Gaussians.
+
+  tr (Σ1 Σ2)^½ is the sum of the square roots of the eigenvalues of Σ1 Σ2, which are those of the symmetric
+  positive semi-definite √Σ1 Σ2 √Σ1: two symmetric eigen-decompositions, no general matrix square root
+  (scipy's `sqrtm(..., disp=False)` is gone in SciPy 1.18) and no imaginary parts to drop. Eigenvalues that
+  rounding pushes below zero (singular covariances: fewer samples than dimensions) count as zero.
+  """
+  s1, s2 = np.atleast_2d(s1).astype(np.float64), np.atleast_2d(s2).astype(np.float64)
+  w, v = np.linalg.eigh((s1 + s1.T) / 2)
+  root1 = (v * np.sqrt(np.maximum(w, 0.0))) @ v.T
+  inner = root1 @ s2 @ root1
+  tr_root = np.sum(np.sqrt(np.maximum(np.linalg.eigvalsh((inner + inner.T) / 2), 0.0)))
+  m1, m2 = np.asarray(m1, np.float64), np.asarray(m2, np.float64)
+  return float(np.sum((m1 - m2) ** 2) + np.trace(s1) + np.trace(s2) - 2.0 * tr_root)
+
+
 def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
-  """‖μ1 − μ2‖² + tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½) between Gaussians fitted to two feature sets [N, D] (FID)."""
-  m1, m2 = f1.mean(0), f2.mean(0)
-  s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
-  root, _ = linalg.sqrtm(np.atleast_2d(s1) @ np.atleast_2d(s2), disp=False)
-  root = root.real  # numerical noise can leave tiny imaginary parts
-  return float(np.sum((m1 - m2) ** 2) + np.trace(np.atleast_2d(s1) + np.atleast_2d(s2) - 2 * root))
+  """The Fréchet distance between Gaussians fitted to two feature sets [N, D] (FID in that feature space)."""
+  f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+  return frechet_from_moments(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
 
 
 def kernel_inception_distance(f1: np.ndarray, f2: np.ndarray) -> float:
@@ -135,17 +148,72 @@ def anatomy(hu: np.ndarray) -> dict[str, bool]:
   return {**found, 'plausible': all(found.values())}
 
 
-def nearest_neighbours(samples: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """For each sample, its nearest training image (L2 over pixels or features), that distance, and the ratio
-  nearest / second nearest (near 0: one training image is much closer than all others, a likely copy)."""
-  s = samples.reshape(len(samples), -1).astype(np.float64)
+def nearest_update(state: dict | None, queries: np.ndarray, train: np.ndarray, groups: np.ndarray,
+                   offset: int = 0) -> dict:
+  """Folds one chunk of training images into the nearest-neighbour search of `nearest_neighbours`.
+
+  Args:
+    state: what the previous chunks left (None before the first).
+    queries: [S, ...] the images (or features) searched for.
+    train: [C, ...] this chunk of training images, in the same space.
+    groups: [C] non-negative int group (patient or volume) of each training image.
+    offset: position of this chunk's first image in the whole training set (for the returned index).
+
+  Returns:
+    The new state: per query, the nearest distance, its group and position ('d1', 'g1', 'i1') and the
+    nearest distance among all other groups ('d2', 'g2').
+  """
+  q = queries.reshape(len(queries), -1).astype(np.float64)
   t = train.reshape(len(train), -1).astype(np.float64)
-  d2 = (s * s).sum(1)[:, None] + (t * t).sum(1)[None] - 2.0 * s @ t.T
-  d = np.sqrt(np.maximum(d2, 0.0))
-  order = np.argsort(d, axis=1)[:, :2]
-  first = d[np.arange(len(s)), order[:, 0]]
-  second = d[np.arange(len(s)), order[:, 1]] if t.shape[0] > 1 else np.full(len(s), np.inf)
-  return order[:, 0], first, first / np.maximum(second, 1e-12)
+  groups = np.asarray(groups, np.int64)
+  d = np.sqrt(np.maximum((q * q).sum(1)[:, None] + (t * t).sum(1)[None] - 2.0 * q @ t.T, 0.0))
+  rows = np.arange(len(q))
+  # This chunk's best group (the row minimum) and the best of its other groups.
+  j = np.argmin(d, axis=1)
+  c1, h1 = d[rows, j], groups[j]
+  other = np.where(groups[None] == h1[:, None], np.inf, d)
+  k = np.argmin(other, axis=1)
+  c2, h2 = other[rows, k], np.where(np.isfinite(other[rows, k]), groups[k], -1)
+  if state is None:
+    return {'d1': c1, 'g1': h1, 'i1': j + offset, 'd2': c2, 'g2': h2}
+  # Merge two (best, best-other-group) summaries: the best is the better best; the second is the smallest
+  # candidate from another group. A group's true minimum is listed in whichever part it ranks in the top two
+  # whenever it can matter, so taking minima over the four listed candidates is exact.
+  take = c1 < state['d1']
+  g1 = np.where(take, h1, state['g1'])
+  cand = np.stack([state['d1'], state['d2'], c1, c2])
+  cand_g = np.stack([state['g1'], state['g2'], h1, h2])
+  cand = np.where(cand_g == g1[None], np.inf, cand)
+  m = np.argmin(cand, axis=0)
+  return {'d1': np.where(take, c1, state['d1']), 'g1': g1, 'i1': np.where(take, j + offset, state['i1']),
+          'd2': cand[m, rows], 'g2': cand_g[m, rows]}
+
+
+def nearest_result(state: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(index, distance, ratio) of a finished search; see `nearest_neighbours`."""
+  d1, d2 = state['d1'], state['d2']
+  with np.errstate(invalid='ignore'):
+    ratio = np.where(np.isfinite(d2), d1 / np.maximum(d2, 1e-12), np.nan)
+  return state['i1'], d1, ratio
+
+
+def nearest_neighbours(samples: np.ndarray, train: np.ndarray, groups: np.ndarray | None = None, *,
+                       chunk: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """For each sample, its nearest training image (L2 over pixels or features), that distance, and the ratio
+  nearest / second nearest, the second taken from another group (near 0: one training image is much closer
+  than anything else, a likely copy).
+
+  `groups` [len(train)] names the patient or volume of each training image; without it every image is its
+  own group. Grouping matters for volumes: a copy of one slice has the adjacent, nearly identical slice of
+  the same scan as its second-nearest image, which would hide the copy; what tells a copy is one scan much
+  closer than every other scan. The ratio is NaN where the training images hold one group only. `chunk`
+  bounds memory (the work is done `chunk` training images at a time; the answer does not depend on it).
+  """
+  groups = np.arange(len(train)) if groups is None else np.asarray(groups)
+  state = None
+  for i in range(0, len(train), chunk):
+    state = nearest_update(state, samples, train[i:i + chunk], groups[i:i + chunk], offset=i)
+  return nearest_result(state)
 
 
 def bootstrap_ci(values: np.ndarray, *, level: float = 0.95, n: int = 1000, seed: int = 0

@@ -77,9 +77,11 @@ def ct_data(size: int) -> ml_collections.ConfigDict:
   d.labels = ()                  # label keys to put in each batch, e.g. ('lesion', 'level') for conditioning
   # Low-/full-dose pairs from the CT acquisition model (batches then carry 'low_dose' too).
   d.pairs = False
-  d.low_photons = 2.5e4          # incident photons per ray of the low-dose scan (a quarter of full dose)
-  d.full_photons = 1e5
-  d.fov_mm = 400.0               # field of view: sets the pixel size, hence the noise at a given dose
+  # Dose: photons per mm² over the scan, independent of the grid (aigc_jax/data/acquisition.py). The default
+  # gives σ ≈ 15 HU in the centre of a 300 mm water cylinder (an adult abdomen; smaller patients are less noisy).
+  d.full_dose = 1.25e9           # clinical full dose (σ ≈ 15 HU); acquisition.FULL_DOSE
+  d.low_dose_fraction = 0.25     # the low-dose input: a quarter of full dose (σ ≈ 30 HU, Mayo LDCT-like)
+  d.fov_mm = 400.0               # field of view: the pixel size of the projection geometry
   # A prepared dataset: name = 'tfds:<name>' (python -m aigc_jax.data.prepare --output=<data_dir>).
   d.data_dir = ''
   d.split = 'train'

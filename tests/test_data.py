@@ -61,7 +61,7 @@ def test_phantom_anatomy_follows_the_slice_level_and_lesions_carry_labels():
 def test_acquisition_noise_follows_the_dose_and_fbp_recovers_the_object():
   hu, _, tissue = phantom.phantom_slice(0, 3, 64, noise_std=0.0, with_tissue=True)
   rng = np.random.default_rng(0)
-  ideal = acquisition.simulate(hu, photons=0, rng=rng)
+  ideal = acquisition.simulate(hu, dose=0, rng=rng)
   body = tissue >= phantom.FAT
   interior = np.zeros_like(body)
   for cls in (phantom.AIR, phantom.FAT, phantom.SOFT):  # 2 pixels away from any edge (edges blur in FBP)
@@ -69,15 +69,58 @@ def test_acquisition_noise_follows_the_dose_and_fbp_recovers_the_object():
   err = (ideal - hu)[interior]
   assert abs(err.mean()) < 3 and np.median(np.abs(err)) < 12, (err.mean(), np.median(np.abs(err)))
   std = {}
-  for photons in (1e4, 4e4, 1.6e5):
-    d = [acquisition.simulate(hu, photons=photons, rng=rng) - ideal for _ in range(3)]
-    std[photons] = np.mean([x[body].std() for x in d])
-  # Poisson noise: 4x the photons halves the noise in HU.
-  assert 1.7 < std[1e4] / std[4e4] < 2.3 and 1.7 < std[4e4] / std[1.6e5] < 2.3, std
-  low, full = acquisition.dose_pair(hu, low_photons=2.5e4, full_photons=1e5, rng=rng)
+  for dose in (1e8, 4e8, 1.6e9):
+    d = [acquisition.simulate(hu, dose=dose, rng=rng) - ideal for _ in range(3)]
+    std[dose] = np.mean([x[body].std() for x in d])
+  # Poisson noise: 4x the dose halves the noise in HU.
+  assert 1.7 < std[1e8] / std[4e8] < 2.3 and 1.7 < std[4e8] / std[1.6e9] < 2.3, std
+  low, full = acquisition.dose_pair(hu, low_dose=4e8, full_dose=1.6e9, rng=rng)
   assert (low - ideal)[body].std() > 1.6 * (full - ideal)[body].std()
   with pytest.raises(ValueError, match='square'):
-    acquisition.simulate(np.zeros((4, 5)), photons=0, rng=rng)
+    acquisition.simulate(np.zeros((4, 5)), dose=0, rng=rng)
+  with pytest.raises(ValueError, match='dose'):
+    acquisition.simulate(hu, dose=-1.0, rng=rng)
+
+
+def _water_sigma(dose, size, seeds, num_views=0):
+  """σ (HU) of the quantum noise in the central 150 mm of a 300 mm water cylinder (400 mm field of view)."""
+  hu = acquisition.water_cylinder(size, diameter_mm=300.0, fov_mm=400.0)
+  c = (np.arange(size) + 0.5 - size / 2) * 400.0 / size
+  centre = c[:, None] ** 2 + c[None, :] ** 2 <= 75.0 ** 2
+  assert hu[centre].max() == hu[centre].min() == 0.0  # water, not air
+  ideal = acquisition.simulate(hu, dose=0, rng=None, num_views=num_views)
+  return np.mean([(acquisition.simulate(hu, dose=dose, rng=np.random.default_rng(s), num_views=num_views)
+                   - ideal)[centre].std() for s in range(seeds)])
+
+
+def test_default_doses_give_clinical_noise_in_an_adult_sized_water_cylinder():
+  d = ct.get_config().data
+  for size, seeds in ((64, 6), (128, 2)):
+    full = _water_sigma(d.full_dose, size, seeds)
+    low = _water_sigma(d.full_dose * d.low_dose_fraction, size, seeds)
+    # Clinical full dose ~10–20 HU; the Mayo LDCT quarter dose ~25–45 HU, twice the full-dose noise.
+    assert 12.0 < full < 18.0 and 25.0 < low < 35.0 and 1.8 < low / full < 2.2, (size, full, low)
+  # The figure evaluate reports beside the doses is this one.
+  assert acquisition.water_noise_hu(d.full_dose, size=64, seeds=6) == pytest.approx(_water_sigma(d.full_dose, 64, 6))
+
+
+def test_noise_at_a_given_dose_does_not_depend_on_the_grid_or_the_view_count():
+  dose = 1e9
+  sigma = {64: _water_sigma(dose, 64, 6), 128: _water_sigma(dose, 128, 2), 256: _water_sigma(dose, 256, 1),
+           '64, 2x views': _water_sigma(dose, 64, 6, num_views=2 * 101)}
+  ref = sigma[64]
+  assert all(abs(s / ref - 1) < 0.1 for s in sigma.values()), sigma
+
+
+def test_dose_settings_are_checked_and_old_keys_are_named():
+  with pytest.raises(ValueError, match='low_dose_fraction'):
+    phantom.PhantomCT(seed=0, size=16, num_examples=1, dose=(2.5e4, 1e5, 400.0))  # the old (low, full) photons
+  old = _data_config(pairs=True)
+  old = ml_collections.ConfigDict({k: v for k, v in old.items() if k not in ('full_dose', 'low_dose_fraction')})
+  old.low_photons, old.full_photons = 2.5e4, 1e5
+  for fn in (pipeline.make_source, lambda c: pipeline.held_out_pairs(c, 1)):
+    with pytest.raises(ValueError, match='full_dose.*low_dose_fraction'):
+      fn(old)
 
 
 def _data_config(**kw):

@@ -2,8 +2,10 @@
 
 import hashlib
 
+import jax
 import numpy as np
 import pytest
+from scipy import stats
 
 from aigc_jax import features
 
@@ -37,3 +39,15 @@ def test_train_writes_a_loadable_network_and_a_bad_file_is_named(tmp_path):
     features.Features(str(tmp_path / 'bad.msgpack'))
   with pytest.raises(FileNotFoundError, match='python -m aigc_jax.features'):
     features.Features(str(tmp_path / 'missing.msgpack'))
+
+
+def test_training_noise_draws_its_strength_and_its_pixels_from_separate_keys():
+  strength, unit = [], []
+  for i in range(200):
+    s, n = features.training_noise(jax.random.PRNGKey(i), (2, 8, 8))
+    assert s.shape == (2, 1, 1) and n.shape == (2, 8, 8)
+    strength.append(np.asarray(s)[0, 0, 0])
+    unit.append(np.asarray(n)[0, 0, 0])
+  # One key for both made the first pixel's noise a monotone function of the first image's strength.
+  assert abs(stats.spearmanr(strength, unit).statistic) < 0.3
+  assert 0.0 <= min(strength) and max(strength) <= 1.0 and abs(np.mean(unit)) < 0.3 and 0.7 < np.std(unit) < 1.3

@@ -1,7 +1,10 @@
 """Metrics against values computed by hand."""
 
+import warnings
+
 import numpy as np
 import pytest
+from scipy import linalg
 
 from aigc_jax import quality
 from aigc_jax.data import phantom
@@ -38,6 +41,54 @@ def test_frechet_and_kernel_distances_on_gaussians():
   # By hand for one point each side twice: unbiased MMD² = k(a,a') + k(b,b') − 2·mean k(a,b).
   a, b = np.array([[1.0], [1.0]]), np.array([[0.0], [0.0]])
   assert quality.kernel_inception_distance(a, b) == pytest.approx(8.0 + 1.0 - 2.0)
+
+
+def test_frechet_distance_matches_closed_forms_and_the_sqrtm_formula_without_deprecated_calls():
+  rng = np.random.default_rng(1)
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')  # scipy's sqrtm(disp=...) is deprecated and gone in SciPy 1.18
+    # Commuting covariances Q·diag(a)·Qᵀ and Q·diag(b)·Qᵀ: ‖μ1 − μ2‖² + Σ (√a − √b)².
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    a, b = rng.uniform(0.2, 3.0, 6), rng.uniform(0.2, 3.0, 6)
+    m1, m2 = rng.normal(size=6), rng.normal(size=6)
+    want = np.sum((m1 - m2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
+    got = quality.frechet_from_moments(m1, q @ np.diag(a) @ q.T, m2, q @ np.diag(b) @ q.T)
+    assert got == pytest.approx(want, rel=1e-9)
+    # Random features: the same value as the textbook tr((Σ1 Σ2)^½) through scipy's sqrtm.
+    f1 = rng.normal(size=(400, 16)) @ rng.normal(size=(16, 16))
+    f2 = rng.normal(size=(300, 16)) @ rng.normal(size=(16, 16)) + 0.5
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    textbook = (np.sum((f1.mean(0) - f2.mean(0)) ** 2)
+                + np.trace(s1 + s2 - 2 * linalg.sqrtm(s1 @ s2).real))
+    assert quality.frechet_distance(f1, f2) == pytest.approx(textbook, rel=1e-6)
+    # Fewer samples than dimensions (singular covariances): a set against itself is still 0 (to rounding,
+    # relative to the total variance, as with sqrtm).
+    few = rng.normal(size=(20, 64))
+    assert quality.frechet_distance(few, few) == pytest.approx(0.0, abs=1e-7 * np.trace(np.cov(few.T)))
+    assert quality.frechet_distance(f1[:, :1], f2[:, :1]) == pytest.approx(
+        (f1[:, 0].mean() - f2[:, 0].mean()) ** 2 + (f1[:, 0].std(ddof=1) - f2[:, 0].std(ddof=1)) ** 2, rel=1e-9)
+
+
+def test_copy_test_takes_the_second_nearest_from_another_group_in_any_chunking():
+  rng = np.random.default_rng(2)
+  body = rng.normal(size=(8, 8))
+  # Group 0 holds two near-duplicate adjacent slices; groups 1..9 one image each.
+  train = np.concatenate([body[None], body[None] + rng.normal(0, 0.05, (1, 8, 8)), rng.normal(size=(9, 8, 8))])
+  groups = np.array([0, 0] + list(range(1, 10)))
+  samples = np.stack([body + rng.normal(0, 0.05, (8, 8)), rng.normal(size=(8, 8))])
+  _, _, plain = quality.nearest_neighbours(samples, train)
+  assert plain[0] > 0.5  # per image, the neighbouring slice hides the copy
+  index, dist, ratio = quality.nearest_neighbours(samples, train, groups)
+  assert index[0] in (0, 1) and ratio[0] < 0.2 and ratio[1] > 0.5  # per group: flagged; a new image is not
+  np.testing.assert_allclose(dist, np.sqrt(((samples[:, None] - train[None]) ** 2).sum((2, 3))).min(1))
+  for chunk in (1, 2, 3, 5):  # a group split over chunks, groups revisited: the same answer
+    order = rng.permutation(len(train))
+    i, d, r = quality.nearest_neighbours(samples, train[order], groups[order], chunk=chunk)
+    np.testing.assert_array_equal(order[i], index)
+    np.testing.assert_allclose(d, dist, rtol=1e-12)
+    np.testing.assert_allclose(r, ratio, rtol=1e-12)
+  # One group only: there is no second group to compare with, so no ratio (and no flag).
+  assert np.all(np.isnan(quality.nearest_neighbours(samples, train[:2], groups[:2])[2]))
 
 
 def test_hu_wasserstein_anatomy_memorization_and_bootstrap():

@@ -212,14 +212,20 @@ def phantom_slice(seed: int, index: int, size: int, *, supersample: int = 2, noi
 class PhantomCT:
   """Random-access source of phantom slices; `len` is the nominal epoch, any index is a new slice.
 
-  With `dose=(low_photons, full_photons, fov_mm)` each example is a (low-dose, full-dose) pair of the same
-  noiseless slice reconstructed by the acquisition model: 'hu' (full dose) and 'hu_low'.
+  With `dose=(full_dose, low_dose_fraction, fov_mm)` each example is a (low-dose, full-dose) pair of the same
+  noiseless slice reconstructed by the acquisition model: 'hu' at `full_dose` (photons/mm² over the scan,
+  `acquisition.FULL_DOSE` is clinical) and 'hu_low' at `full_dose · low_dose_fraction`.
   """
 
   def __init__(self, *, seed: int, size: int, num_examples: int, lesion_prob: float = 0.3,
                dose: tuple[float, float, float] | None = None):
     self.seed, self.size, self.num_examples = seed, size, num_examples
     self.lesion_prob, self.dose = lesion_prob, dose
+    if dose is not None and not (dose[0] > 0 and 0 < dose[1] <= 1 and dose[2] > 0):
+      # The old (low_photons, full_photons, fov_mm) tuple fails here instead of running at a near-zero dose.
+      raise ValueError(f'PhantomCT dose={tuple(dose)}: give (full_dose, low_dose_fraction, fov_mm), full_dose in '
+                       f'photons/mm² (clinical: {acquisition.FULL_DOSE:.3g}), 0 < low_dose_fraction <= 1, '
+                       'fov_mm > 0.')
 
   def __len__(self) -> int:
     return self.num_examples
@@ -230,8 +236,8 @@ class PhantomCT:
       return {'hu': hu, **labels}
     clean, labels = phantom_slice(self.seed, int(index), self.size, lesion_prob=self.lesion_prob,
                                   noise_std=0.0)
-    low_photons, full_photons, fov_mm = self.dose
+    full_dose, low_dose_fraction, fov_mm = self.dose
     rng = np.random.default_rng([self.seed, int(index), 1])  # the scan noise: its own stream
-    low, full = acquisition.dose_pair(clean, low_photons=low_photons, full_photons=full_photons, rng=rng,
-                                      fov_mm=fov_mm)
+    low, full = acquisition.dose_pair(clean, low_dose=full_dose * low_dose_fraction, full_dose=full_dose,
+                                      rng=rng, fov_mm=fov_mm)
     return {'hu': full, 'hu_low': low, **labels}

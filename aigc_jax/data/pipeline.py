@@ -12,6 +12,7 @@ data axes. The iterator's state is saved with each checkpoint, so a
 resumed run sees exactly the batches an uninterrupted run would have seen.
 """
 
+import os
 import time
 
 from absl import flags
@@ -21,15 +22,26 @@ import ml_collections
 import numpy as np
 from scipy import ndimage
 
+from aigc_jax.data import acquisition
 from aigc_jax.data import geometry
 from aigc_jax.data import phantom
 from aigc_jax.data import records
 
 
+def phantom_dose(config: ml_collections.ConfigDict) -> tuple[float, float, float]:
+  """(full_dose, low_dose_fraction, fov_mm) of a data config, for `phantom.PhantomCT`."""
+  if 'full_dose' not in config and 'full_photons' in config:  # e.g. the config.json of an older run
+    raise ValueError('config.data.low_photons/full_photons (photons per ray, tied to the grid) are now '
+                     f'config.data.full_dose (photons/mm² over the scan; clinical: {acquisition.FULL_DOSE:.3g}) '
+                     f'and config.data.low_dose_fraction ({acquisition.LOW_DOSE_FRACTION:g}: quarter dose); set '
+                     'those instead.')
+  return config.full_dose, config.low_dose_fraction, config.fov_mm
+
+
 def make_source(config: ml_collections.ConfigDict):
   """The random-access source named by `config.data.name`."""
   if config.name == 'phantom_ct':
-    dose = (config.low_photons, config.full_photons, config.fov_mm) if config.pairs else None
+    dose = phantom_dose(config) if config.pairs else None
     return phantom.PhantomCT(seed=config.seed, size=config.image_size, num_examples=config.num_train,
                              lesion_prob=config.lesion_prob, dose=dose)
   if config.name.startswith('tfds:'):
@@ -141,27 +153,79 @@ def make_dataset(config: ml_collections.ConfigDict, *, batch_size: int, process_
   return it
 
 
-def held_out_hu(config: ml_collections.ConfigDict, num: int, reference: str = '', data_dir: str = '',
-                split: str = 'test') -> np.ndarray:
-  """[num, H, W] real slices in HU at the training size that training never sees: the phantom at seed + 1
-  (the second split `prepare --phantom` writes), or a prepared dataset's split (`reference='tfds:NAME'`)."""
-  size = config.image_size
-  if not reference:
-    src = phantom.PhantomCT(seed=config.seed + 1, size=size, num_examples=num, lesion_prob=config.lesion_prob)
+HELD_OUT_SPLITS = ('test', 'validation')  # the held-out splits `prepare` writes, in order of preference
+
+
+def held_out_source(config: ml_collections.ConfigDict, reference: str = '', data_dir: str = '', split: str = '',
+                    *, num: int = 0, pairs: bool = False) -> tuple[object, str]:
+  """(source, name for reports) of the held-out real examples a run is measured against.
+
+  By default the run's own data, never the part it trains on: for the phantom, seed + 1 (`num` slices; the
+  second split `prepare --phantom` writes); for a prepared dataset (`config.name='tfds:NAME'`), its 'test'
+  split, else its 'validation' split, or `split`. `reference='tfds:NAME'` names another prepared dataset
+  (`data_dir` defaults to the run's). `pairs`: the phantom carries low-dose partners. Raises ValueError,
+  naming the flags that give a reference, where the run's dataset has no held-out split.
+  """
+  if reference and not reference.startswith('tfds:'):
+    raise ValueError(f'--reference={reference!r}: give tfds:<name> (with --data_dir), or nothing for the run\'s '
+                     'own held-out data.')
+  name = reference or config.name
+  if name == 'phantom_ct':
+    if split:
+      raise ValueError(f'--split={split!r} selects a split of a prepared dataset; the phantom\'s held-out '
+                       'slices are seed + 1 (drop --split, or give --reference=tfds:NAME --data_dir=DIR).')
+    src = phantom.PhantomCT(seed=config.seed + 1, size=config.image_size, num_examples=num,
+                            lesion_prob=config.lesion_prob, dose=phantom_dose(config) if pairs else None)
+    return src, f'phantom_ct seed {config.seed + 1} (held out)'
+  if not name.startswith('tfds:'):
+    raise ValueError(f'config.data.name={name!r} has no held-out data to compare with; give one with '
+                     '--reference=tfds:NAME --data_dir=DIR [--split=SPLIT].')
+  data_dir = data_dir or config.data_dir
+  if not data_dir:
+    raise ValueError(f'--reference={name}: give the dataset\'s folder with --data_dir=DIR (the --output given '
+                     'to aigc_jax.data.prepare).')
+  dataset = name[len('tfds:'):]
+  own = name == config.name and os.path.abspath(data_dir) == os.path.abspath(config.data_dir or '.')
+  splits = records.info(dataset, data_dir).splits
+  if split:
+    if own and split == config.split:
+      raise ValueError(f'--split={split!r} is the run\'s training split: the reference must be data it never '
+                       f'saw (the dataset has {sorted(splits)}).')
+    chosen = split
   else:
-    if not reference.startswith('tfds:'):
-      raise ValueError(f'--reference={reference!r}: give tfds:<name> (with --data_dir) or nothing for the phantom.')
-    src = records.TfdsSource(reference[len('tfds:'):], data_dir=data_dir, split=split)
-    if len(src) < num:
-      raise ValueError(f'--reference split {split!r} has {len(src)} examples; lower --num to at most that.')
-  out = [src[i]['hu'] for i in range(num)]
-  return np.stack([h if h.shape == (size, size) else geometry.fit_square(h, size, config.window_lo)[0]
-                   for h in out])
+    options = [s for s in HELD_OUT_SPLITS if s in splits and not (own and s == config.split)]
+    if not options:
+      raise ValueError(f'{name} has no held-out split (it has {sorted(splits)}; the run trains on '
+                       f'{config.split!r}): give a reference with --reference=tfds:NAME --data_dir=DIR '
+                       '(and --split=SPLIT), or prepare the data with --val_fraction or --test_fraction above 0.')
+    chosen = options[0]
+  src = records.TfdsSource(dataset, data_dir=data_dir, split=chosen)
+  return src, f'{dataset} split {chosen}' + (' (held out)' if own else '')
+
+
+def _held_out_examples(config, num, reference, data_dir, split, pairs):
+  src, name = held_out_source(config, reference, data_dir, split, num=num, pairs=pairs)
+  if len(src) < num:
+    raise ValueError(f'{name} has {len(src)} examples, fewer than the {num} asked for: lower --num '
+                     '(evaluate) or config.task.num_samples (training).')
+  return [src[i] for i in range(num)], name
+
+
+def _fit(config, hu):
+  size = config.image_size
+  return hu if hu.shape == (size, size) else geometry.fit_square(hu, size, config.window_lo)[0]
+
+
+def held_out_hu(config: ml_collections.ConfigDict, num: int, reference: str = '', data_dir: str = '',
+                split: str = '') -> np.ndarray:
+  """[num, H, W] real slices in HU at the training size that training never sees (`held_out_source`)."""
+  examples, _ = _held_out_examples(config, num, reference, data_dir, split, pairs=False)
+  return np.stack([_fit(config, e['hu']) for e in examples])
 
 
 def first_images(config: ml_collections.ConfigDict, num: int, batch_size: int) -> np.ndarray:
-  """The first `num` training images a run with this data config is served ([num, H, W], windowed): the
-  memorization audit's training set and the LDM's sample for measuring its latent scale."""
+  """The first `num` training images a run with this data config is served ([num, H, W], windowed, augmented
+  as served): the LDM's sample for measuring its latent scale."""
   it = iter(make_dataset(config, batch_size=batch_size, process_index=0, process_count=1))
   out, have = [], 0
   while have < num:
@@ -171,13 +235,72 @@ def first_images(config: ml_collections.ConfigDict, num: int, batch_size: int) -
   return np.concatenate(out)[:num]
 
 
-def held_out_pairs(config: ml_collections.ConfigDict, num: int) -> tuple[np.ndarray, np.ndarray]:
-  """(low, full) [num, H, W] in HU: phantom pairs of seed + 1 at the configured dose."""
-  src = phantom.PhantomCT(seed=config.seed + 1, size=config.image_size, num_examples=num,
-                          lesion_prob=config.lesion_prob,
-                          dose=(config.low_photons, config.full_photons, config.fov_mm))
-  examples = [src[i] for i in range(num)]
-  return np.stack([e['hu_low'] for e in examples]), np.stack([e['hu'] for e in examples])
+def held_out_pairs(config: ml_collections.ConfigDict, num: int, reference: str = '', data_dir: str = '',
+                   split: str = '') -> tuple[np.ndarray, np.ndarray]:
+  """(low, full) [num, H, W] in HU from the held-out data of `held_out_source`: phantom pairs of seed + 1 at
+  the configured dose, or a prepared dataset's held-out (low_dose, image) pairs."""
+  examples, name = _held_out_examples(config, num, reference, data_dir, split, pairs=True)
+  if 'hu_low' not in examples[0]:
+    raise ValueError(f'{name} has no low-dose images (key low_dose): restoration needs pairs; give '
+                     '--reference=tfds:NAME --data_dir=DIR of a dataset with them (prepare --phantom --pairs).')
+  return (np.stack([_fit(config, e['hu_low']) for e in examples]),
+          np.stack([_fit(config, e['hu']) for e in examples]))
+
+
+def monitor_hu(config: ml_collections.ConfigDict, num: int) -> tuple[np.ndarray, str]:
+  """([num, H, W] HU, where from) for training-time grids and scores: the held-out slices of `held_out_hu`,
+  or, for a prepared dataset without a held-out split, its first training slices (said in the second value,
+  so the log never passes them off as held out). Training should not refuse to start over a monitor."""
+  try:
+    src, name = held_out_source(config, num=num)
+  except ValueError:
+    src, name = make_source(config), f'{config.name} training split (no held-out split to monitor on)'
+  if len(src) < num:
+    raise ValueError(f'{name} has {len(src)} examples, fewer than config.task.num_samples={num}; lower it.')
+  return np.stack([_fit(config, src[i]['hu']) for i in range(num)]), name
+
+
+def monitor_pairs(config: ml_collections.ConfigDict, num: int) -> tuple[np.ndarray, np.ndarray, str]:
+  """(low, full, where from) as `monitor_hu`, for restoration: held-out pairs, else the first training pairs."""
+  try:
+    low, full = held_out_pairs(config, num)
+    return low, full, 'held out'
+  except ValueError:
+    src = make_source(config)
+    if len(src) < num or 'hu_low' not in src[0]:
+      raise
+    examples = [src[i] for i in range(num)]
+    return (np.stack([_fit(config, e['hu_low']) for e in examples]),
+            np.stack([_fit(config, e['hu']) for e in examples]),
+            f'{config.name} training split (no held-out split to monitor on)')
+
+
+def served_indices(config: ml_collections.ConfigDict, num_served: int) -> np.ndarray:
+  """Source indices of the distinct training examples among the first `num_served` the stream yields, in
+  `make_dataset`'s order (shuffled with config.seed): after a full epoch, every example of the split."""
+  n = len(make_source(config))
+  if num_served >= n:
+    return np.arange(n)
+  order = grain.MapDataset.range(n)
+  if config.shuffle:
+    order = order.shuffle(seed=config.seed)  # as make_dataset: the first epoch is this permutation
+  return np.array([order[i] for i in range(num_served)], np.int64)
+
+
+def example_groups(config: ml_collections.ConfigDict) -> str:
+  """What `training_examples` groups by: 'patient' where the data stores one (prepared scans: a salted hash),
+  else 'example' (phantom slices are independent draws, each its own group)."""
+  return 'patient' if 'patient' in make_source(config)[0] else 'example'
+
+
+def training_examples(config: ml_collections.ConfigDict, indices: np.ndarray, chunk: int = 256):
+  """Yields (windowed images [n, H, W], groups [n] int64) of the training examples at `indices`, `chunk` at
+  a time, as the model sees them before augmentation; the group is the patient or, without one, the index."""
+  src, to_example = make_source(config), _to_example(config)
+  for i in range(0, len(indices), chunk):
+    part = [(int(j), src[int(j)]) for j in indices[i:i + chunk]]
+    yield (np.stack([to_example(e)['image'][..., 0] for _, e in part]),
+           np.array([int(e['patient']) if 'patient' in e else j for j, e in part], np.int64))
 
 
 def throughput(config: ml_collections.ConfigDict, *, batch_size: int, num_batches: int = 50,

@@ -35,6 +35,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from aigc_jax.data import acquisition
 from aigc_jax.data import geometry
 from aigc_jax.data import phantom
 from aigc_jax.data import records
@@ -117,7 +118,7 @@ def prepare_scans(*, input_dir: str, output: str, name: str, modality: str = 'CT
   os.makedirs(os.path.join(output, name), exist_ok=True)
   tmp = tempfile.mkdtemp(prefix='.prepare-', dir=os.path.join(output, name))
   try:
-    volumes, stats, spacings = [], _Stats(), []
+    volumes, stats, spacings, failed, used = [], _Stats(), [], [], set()
     patients = collections.defaultdict(set)
     for n, s in enumerate(series):
       digest = patient_hash(s.patient_key, salt)
@@ -130,14 +131,23 @@ def prepare_scans(*, input_dir: str, output: str, name: str, modality: str = 'CT
                                     fill=CT_RANGE[0] if is_ct else float(vol.min()))
       except (scans.Skip, geometry.NoSpacing) as e:
         problems.append(f'series {n} ({len(s.files)} files): {e}')
+        failed.append((s, e))
         continue
       path = os.path.join(tmp, f'{n}.npy')
       np.save(path, np.round(vol).astype(np.int16) if is_ct else vol)
       volumes.append((split, path, sp, int.from_bytes(digest[8:16], 'big') >> 1, len(vol)))
       patients[split].add(digest)
+      used.update(s.files)
       spacings.append(sp)
       if split == 'train':
         stats.add(vol)
+    # Every file ends up used or with a reason: the files of a series left out here get the series' reason,
+    # and a file with a reason (a slice left out of a 2-D series that was written) does not count as used.
+    for s, e in failed:
+      for i in s.files:
+        if i not in used:
+          skipped.setdefault(i, f'its series was left out: {e}')
+    used -= skipped.keys()  # slices left out of a 2-D series that was written
     counts = {k: {'patients': len(patients[k]),
                   'volumes': sum(v[0] == k for v in volumes),
                   'examples': sum((v[4] if layout == '2d' else 1) for v in volumes if v[0] == k)}
@@ -148,7 +158,8 @@ def prepare_scans(*, input_dir: str, output: str, name: str, modality: str = 'CT
         'spacing_mm': ({'median': np.median(spacings, 0).tolist(), 'min': np.min(spacings, 0).tolist(),
                         'max': np.max(spacings, 0).tolist()} if spacings else {}),
         'intensity_train': stats.result(),
-        'files_seen': len(files), 'files_skipped': len(skipped), 'series_skipped': len(problems),
+        'files_seen': len(files), 'files_used': len(used), 'files_skipped': len(skipped),
+        'series_skipped': len(problems),
     }
     written = {k for k in SPLITS if counts[k]['examples']}
     report = {**summary, 'written_splits': sorted(written),
@@ -207,13 +218,14 @@ def parse_counts(text: str) -> dict[str, int]:
 
 
 def prepare_phantom(*, output: str, name: str, size: int, counts: dict[str, int], pairs: bool = False,
-                    low_photons: float = 2.5e4, full_photons: float = 1e5, fov_mm: float = 400.0,
+                    full_dose: float = acquisition.FULL_DOSE,
+                    low_dose_fraction: float = acquisition.LOW_DOSE_FRACTION, fov_mm: float = 400.0,
                     seed: int = 0) -> dict:
   """Fixed splits of the built-in phantom. Split k (in the order given) uses seed `seed + k`, so 'train'
   with seed 0 holds exactly the first examples the online `phantom_ct` source (seed 0) yields."""
   _check_name(name)
   sources = {split: phantom.PhantomCT(seed=seed + k, size=size, num_examples=n,
-                                      dose=(low_photons, full_photons, fov_mm) if pairs else None)
+                                      dose=(full_dose, low_dose_fraction, fov_mm) if pairs else None)
              for k, (split, n) in enumerate(counts.items())}
   hu = lambda x: np.round(np.clip(x, -32768, 32767)).astype(np.int16)
   pixel = fov_mm / size
@@ -238,7 +250,8 @@ def prepare_phantom(*, output: str, name: str, size: int, counts: dict[str, int]
   summary = {'modality': 'CT', 'units': 'HU', 'layout': '2d', 'size': size, 'source': 'phantom_ct',
              'seeds': {s: seed + k for k, s in enumerate(counts)},
              'counts': {s: {'examples': n} for s, n in counts.items()},
-             'dose': {'low_photons': low_photons, 'full_photons': full_photons, 'fov_mm': fov_mm} if pairs else {}}
+             'dose': {'full_dose': full_dose, 'low_dose_fraction': low_dose_fraction, 'unit': 'photons/mm²',
+                      'fov_mm': fov_mm} if pairs else {}}
   records.write(name, output, features, {s: examples(src) for s, src in sources.items()}, summary,
                 description='Built-in procedural CT phantom (aigc_jax.data.phantom)')
   return summary
@@ -259,8 +272,9 @@ flags.DEFINE_bool('report_paths', False, 'Write input paths into the skip report
 flags.DEFINE_bool('phantom', False, 'Write splits of the built-in phantom instead of reading --input.')
 flags.DEFINE_string('phantom_examples', 'train:2000,validation:256,test:256', 'split:count pairs (--phantom).')
 flags.DEFINE_bool('pairs', False, 'With --phantom: add low-dose reconstructions (key low_dose) to each slice.')
-flags.DEFINE_float('low_photons', 2.5e4, 'Incident photons per ray of the low-dose scan (--pairs).')
-flags.DEFINE_float('full_photons', 1e5, 'Incident photons per ray of the full-dose scan (--pairs).')
+flags.DEFINE_float('full_dose', acquisition.FULL_DOSE, 'Full dose in photons/mm² over the scan, any grid '
+                   '(--pairs; the default gives ~15 HU noise in a 300 mm water cylinder).')
+flags.DEFINE_float('low_dose_fraction', acquisition.LOW_DOSE_FRACTION, 'Low dose as a share of full dose (--pairs).')
 flags.DEFINE_integer('seed', 0, 'Phantom seed of the first split.')
 
 
@@ -274,7 +288,8 @@ def main(argv):
     if FLAGS.phantom:
       summary = prepare_phantom(output=FLAGS.output, name=FLAGS.name, size=FLAGS.size or 64,
                                 counts=parse_counts(FLAGS.phantom_examples), pairs=FLAGS.pairs,
-                                low_photons=FLAGS.low_photons, full_photons=FLAGS.full_photons, seed=FLAGS.seed)
+                                full_dose=FLAGS.full_dose, low_dose_fraction=FLAGS.low_dose_fraction,
+                                seed=FLAGS.seed)
       logging.info('Wrote %s to %s: %s', FLAGS.name, records.dataset_dir(FLAGS.output, FLAGS.name),
                    json.dumps(summary['counts']))
       return 0
@@ -286,7 +301,7 @@ def main(argv):
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     print(f'prepare: {e}', file=sys.stderr)
     return 1
-  print(f'files seen: {report["files_seen"]}, skipped: {report["files_skipped"]}; '
+  print(f'files seen: {report["files_seen"]}, used: {report["files_used"]}, skipped: {report["files_skipped"]}; '
         f'series left out: {report["series_skipped"]}')
   for reason, n in report['skip_reasons'].items():
     print(f'  skipped {n:5d} × {reason}')

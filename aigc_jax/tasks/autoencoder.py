@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 
 from aigc_jax import adversarial
+from aigc_jax import metrics
 from aigc_jax import models
 from aigc_jax import quality
 from aigc_jax.data import pipeline
@@ -43,7 +44,9 @@ class VAETask(task.Generator):
     self.disc = gan.Discriminator(tuple(t.disc_channels), patch=True)
     self.data, self.num_samples = config.data, t.num_samples
     d = config.data
-    held_out = pipeline.held_out_hu(d, self.num_samples)  # fixed slices for the reconstruction grid
+    held_out, source = pipeline.monitor_hu(d, self.num_samples)  # fixed slices for the reconstruction grid
+    if 'training split' in source:
+      metrics.log(f'the reconstruction grid and recon_psnr_db use the {source}')
     self.eval_images = jnp.asarray(pipeline.window(held_out, d.window_lo, d.window_hi)[..., None])
 
   def latent_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]:

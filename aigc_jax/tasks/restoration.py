@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from aigc_jax import metrics
 from aigc_jax import models
 from aigc_jax import quality
 from aigc_jax.data import pipeline
@@ -23,7 +24,9 @@ class RestorationTask(task.Task):
                        '(or a prepared dataset with a low_dose key).')
     self.model = models.build(config.model)
     d = config.data
-    low, full = pipeline.held_out_pairs(d, config.task.num_samples)
+    low, full, source = pipeline.monitor_pairs(d, config.task.num_samples)
+    if source != 'held out':
+      metrics.log(f'the restoration grid and psnr_db use the {source}')
     win = lambda x: pipeline.window(x, d.window_lo, d.window_hi)[..., None]
     self.eval_low, self.eval_full = jnp.asarray(win(low)), jnp.asarray(win(full))
 

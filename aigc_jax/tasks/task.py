@@ -85,8 +85,10 @@ class Generator(Task):
       self._reference = np.clip(pipeline.held_out_hu(d, len(hu)), d.window_lo, d.window_hi)
     if self._features is None:
       self._features = features.Features()  # the shipped net: the same space as `aigc_jax.evaluate`
-    win = lambda x: pipeline.window(x, d.window_lo, d.window_hi)
+    window = (d.window_lo, d.window_hi)  # the feature net re-windows to the HU range it was trained on
+    win = lambda x: pipeline.window(x, *window)
     return {'hu_w1': quality.hu_wasserstein(hu, self._reference)['all'],
             'anatomy_plausible': float(np.mean([quality.anatomy(x)['plausible'] for x in hu])),
             # KID is unbiased at any sample count (FID is not), so it means something on one sample grid.
-            'kid': quality.kernel_inception_distance(self._features(win(hu)), self._features(win(self._reference)))}
+            'kid': quality.kernel_inception_distance(self._features(win(hu), window=window),
+                                                     self._features(win(self._reference), window=window))}
