@@ -1,8 +1,6 @@
 """InceptionV3 from a local weights file reproduces pytorch-fid's FID network (fixture made by
 tests/inception_parity.py with torch), and bad weight files are named."""
 
-import os
-
 import numpy as np
 import pytest
 

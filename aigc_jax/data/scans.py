@@ -65,7 +65,7 @@ def list_files(input_dir: str) -> list[str]:
 
 def _quiet_readers():
   import logging  # pylint: disable=g-import-not-at-top
-  import pydicom  # pylint: disable=g-import-not-at-top,unused-import
+  import pydicom  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
   # pydicom's warnings quote offending header values (which can be names or dates) and file paths (folder
   # names are often patient names); nibabel's header checks quote header fields. Keep both off the logs:
   # the skip reasons say what matters. After the import, which sets pydicom's level itself.
