@@ -1,6 +1,6 @@
 """Process-wide defaults for computing on the CPU, measured on the benchmark's network (README "Performance").
 
-* XLA flags (`apply()`, before jax is imported). XLA:CPU's YNNPACK convolutions are slow on these CPUs;
+* XLA flags (`xla_flag_default()`, through `apply(__name__)` in each command, before jax is imported). XLA:CPU's YNNPACK convolutions are slow on these CPUs;
   keeping YNNPACK for dots and reductions only trains ~1.5x faster (STACK.md). A user's own XLA_FLAGS
   choice for the same flag wins.
 * Huge pages for the host allocator (`use_huge_pages()`, through `apply(__name__)` in each command).
@@ -22,13 +22,20 @@ YNN = '--xla_cpu_experimental_ynn_fusion_type'
 HUGE_PAGES = 'glibc.malloc.hugetlb=1'
 
 
-def apply(module_name: str = '') -> str:
-  """Sets the XLA flag default and returns XLA_FLAGS; a command (`module_name == '__main__'`) also
-  re-executes itself once with huge pages (`use_huge_pages`). Call before jax is imported."""
+def apply(module_name: str) -> None:
+  """A command's process defaults: `runtime.apply(__name__)` at the top of every command, before jax is
+  imported. Only when the module runs as the program (`module_name == '__main__'`): the XLA flag default,
+  then one re-execution with huge pages (`use_huge_pages`). Imported as a library (tests, notebooks, another
+  command), a command module leaves the process as it found it."""
+  if module_name == '__main__':
+    xla_flag_default()
+    use_huge_pages()
+
+
+def xla_flag_default() -> str:
+  """Adds the YNNPACK fusion default to XLA_FLAGS unless the user chose that flag; returns XLA_FLAGS."""
   if YNN not in os.environ.get('XLA_FLAGS', ''):
     os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') + f' {YNN}=individual_dot,reduce').strip()
-  if module_name == '__main__':
-    use_huge_pages()
   return os.environ['XLA_FLAGS']
 
 

@@ -34,6 +34,21 @@ def test_commands_restart_once_with_huge_pages_on_cpu():
 
 def test_xla_flag_default_yields_to_the_users_choice(monkeypatch):
   monkeypatch.setenv('XLA_FLAGS', '--foo')
-  assert runtime.apply() == f'--foo {runtime.YNN}=individual_dot,reduce'
+  assert runtime.xla_flag_default() == f'--foo {runtime.YNN}=individual_dot,reduce'
   monkeypatch.setenv('XLA_FLAGS', f'{runtime.YNN}=')
-  assert runtime.apply() == f'{runtime.YNN}='
+  assert runtime.xla_flag_default() == f'{runtime.YNN}='
+
+
+LIBRARY_USE = ('import os; before = dict(os.environ); '
+               'import aigc_jax.main, aigc_jax.sample, aigc_jax.evaluate, aigc_jax.denoise, aigc_jax.features, '
+               'aigc_jax.benchmark, aigc_jax.tasks, aigc_jax.data.prepare; '
+               'print([os.environ.get(k) for k in ("XLA_FLAGS", "GLIBC_TUNABLES")])')
+
+
+def test_importing_any_module_leaves_the_process_environment_alone():
+  """Only a command run as the program sets process defaults; a fork's script or notebook that imports our
+  modules keeps its own XLA flags and allocator."""
+  env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'GLIBC_TUNABLES')}
+  out = subprocess.run([sys.executable, '-c', LIBRARY_USE], env={**env, 'PYTHONPATH': ROOT, 'JAX_PLATFORMS': 'cpu'},
+                       capture_output=True, text=True, check=True).stdout
+  assert out.strip().splitlines()[-1] == '[None, None]'  # (libraries' own variables, e.g. TF_CPP_*, aside)
