@@ -205,4 +205,4 @@ if __name__ == '__main__':
   define_flags()
   for name in ('workdir', 'input', 'output'):
     flags.mark_flag_as_required(name)
-  app.run(main)
+  app.run(runtime.exits_cleanly(main))

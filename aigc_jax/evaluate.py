@@ -371,4 +371,4 @@ def main(argv):
 if __name__ == '__main__':
   define_flags()
   flags.mark_flag_as_required('workdir')
-  app.run(main)
+  app.run(runtime.exits_cleanly(main))

@@ -64,3 +64,18 @@ def use_huge_pages() -> None:
   sys.stderr.flush()
   # orig_argv keeps the interpreter's own options (-m module, -X, -u) as the user typed them.
   os.execv(sys.executable, sys.orig_argv)
+
+
+def exits_cleanly(main):
+  """A command's `main` whose known failures (a checkpoint that cannot be restored or saved, a non-finite
+  loss) end the process with their one-line message and status 1: the message says what happened and what
+  to do, and a traceback (plus orbax's background threads' own) would bury it."""
+  def wrapped(argv):
+    from absl import logging  # pylint: disable=g-import-not-at-top
+    from aigc_jax import checkpoint, metrics  # pylint: disable=g-import-not-at-top  # after the flags above
+    try:
+      return main(argv)
+    except (checkpoint.CheckpointError, metrics.NonFiniteLossError) as e:
+      logging.error('%s', e)
+      sys.exit(1)
+  return wrapped

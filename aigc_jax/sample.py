@@ -71,7 +71,8 @@ def pixel_mm(data: ml_collections.ConfigDict) -> float:
 
 
 def load_run(workdir: str, task_overrides: dict | None = None):
-  """(config, task, EMA params, step) of the latest checkpoint in a training workdir."""
+  """(config, task, EMA params, step) of the newest checkpoint in a training workdir that restores (a broken
+  newer one is named in the log and skipped, never renamed: `checkpoint.restore_params`)."""
   config = load_config(workdir)
   for key, value in (task_overrides or {}).items():
     config.task[key] = value
@@ -134,4 +135,4 @@ def main(argv):
 if __name__ == '__main__':
   define_flags()
   flags.mark_flag_as_required('workdir')
-  app.run(main)
+  app.run(runtime.exits_cleanly(main))

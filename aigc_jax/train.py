@@ -134,8 +134,9 @@ def compile_report(config: ml_collections.ConfigDict) -> dict[str, float]:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
-  """Trains `config` in `workdir`, resuming from the latest checkpoint there; returns the final state."""
-  os.makedirs(workdir, exist_ok=True)
+  """Trains `config` in `workdir`, resuming from the newest checkpoint there that restores; returns the final
+  state."""
+  checkpoint.check_workdir(workdir)  # before the compile: a bad --workdir fails in a second
   s = _setup(config)
   if jax.process_index() == 0:  # what `aigc_jax.sample` and `evaluate` rebuild the model from
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
@@ -149,8 +150,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   data_iter = iter(pipeline.make_dataset(config.data, batch_size=config.batch_size,
                                          process_index=jax.process_index(), process_count=jax.process_count()))
   mngr = checkpoint.make_manager(workdir, config.checkpoint)
-  state, how = checkpoint.restore_or_init(mngr, abstract_state=s.abstract_state, data_iter=data_iter,
-                                          init_fn=lambda: init_jit(rng), init_from=config.init_from)
+  with checkpoint.closing_on_error(mngr):
+    state, how = checkpoint.restore_or_init(mngr, abstract_state=s.abstract_state, data_iter=data_iter,
+                                            init_fn=lambda: init_jit(rng), init_from=config.init_from)
   start_step = int(state.step)
   metrics_lib.log(f'{how} at step {start_step}; {s.num_params:,} parameters; mesh {dict(s.mesh.shape)}; '
                   f'{jax.device_count()} {jax.devices()[0].platform} devices, {jax.process_count()} processes.')
@@ -164,6 +166,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   last_ckpt = mngr.latest_step()
   history = []
   watcher = preemption.Watcher()
+  finished = False
   try:
     for step in range(start_step + 1, config.num_steps + 1):
       batch = pipeline.make_global_batch(next(data_iter), batch_sharding)
@@ -200,11 +203,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
         metrics_lib.log(f'Preempted: saved checkpoint {step} and stopping; rerun the same command to resume.')
         break
     writer.flush()
+    finished = True
   finally:
     watcher.close()
-    mngr.wait_until_finished()
-    mngr.close()
     writer.close()
+    checkpoint.close(mngr, failing=not finished)  # raises SaveFailed if the last save failed
   return state
 
 

@@ -1,20 +1,28 @@
-"""Preemption, hard kills, several processes and changed meshes: the run's result must not change."""
+"""Preemption, hard kills, broken checkpoints, full disks, several processes and changed meshes: the run's result
+must not change, or the run stops with one message that says what to do."""
 
+import errno
 import json
+import logging
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 
+import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from aigc_jax import checkpoint
+from aigc_jax import sample
 from aigc_jax import train
+from test_checkpoint_faults import FAULTS
 from tiny_config import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -143,3 +151,141 @@ def test_compile_report_shows_fsdp_dividing_the_state():
   assert replicated['gflop_per_step'] > 0 and replicated['peak_mb_per_device'] > 0
   # Params, EMA and both Adam moments split 8 ways: per-device arguments shrink by several times.
   assert split['argument_mb'] < replicated['argument_mb'] / 3
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+  """An uninterrupted run of the tiny config (checkpoints 2 and 4; the same programs the other tests compile):
+  the reference result, and a workdir whose copies the tests damage."""
+  work = tmp_path_factory.mktemp('tiny') / 'run'
+  return work, train.train_and_evaluate(tiny_config(), str(work))
+
+
+def _copy(tiny_run, tmp_path):
+  work = tmp_path / 'run'
+  shutil.copytree(tiny_run[0], work)
+  return work
+
+
+def _assert_same_run(a, b):
+  for x, y in ((a.params, b.params), (a.ema_params, b.ema_params), (a.opt_state, b.opt_state)):
+    jax.tree.map(lambda u, v: np.testing.assert_array_equal(np.asarray(u), np.asarray(v)), x, y)
+
+
+def test_a_corrupt_newest_checkpoint_resumes_from_the_previous_one_with_the_uninterrupted_result(
+    tiny_run, tmp_path, caplog):
+  work = _copy(tiny_run, tmp_path)
+  FAULTS['flipped bytes in a data file'][0](str(work / 'checkpoints' / '4'))
+  with caplog.at_level(logging.WARNING):
+    state = train.train_and_evaluate(tiny_config(), str(work))
+  lines = [r.getMessage() for r in caplog.records]
+  assert any(f'checkpoint 4 in {work / "checkpoints"} is broken (corrupt-data)' in line for line in lines), lines
+  assert 'resuming from step 2; 2 steps will be redone.' in lines
+  assert sorted(os.listdir(work / 'checkpoints')) == ['2', '4', '4.broken-corrupt-data']
+  assert int(state.step) == 4
+  _assert_same_run(tiny_run[1], state)
+
+
+def test_sample_evaluate_and_denoise_use_the_newest_checkpoint_that_restores(tiny_run, tmp_path, caplog):
+  work = _copy(tiny_run, tmp_path)
+  FAULTS['deleted metadata'][0](str(work / 'checkpoints' / '4'))
+  with caplog.at_level(logging.WARNING):
+    _, _, ema_params, step = sample.load_run(str(work))  # what their commands load the model with
+  assert step == 2
+  assert 'checkpoint 4' in caplog.text and 'missing-files' in caplog.text and 'using checkpoint 2' in caplog.text
+  assert sorted(os.listdir(work / 'checkpoints')) == ['2', '4']  # read-only: nothing renamed
+  assert jax.tree.structure(ema_params) == jax.tree.structure(tiny_run[1].ema_params)
+
+
+@pytest.mark.slow  # ~25 s (two runs); test_checkpoint_faults.py covers the same with the state alone in seconds
+def test_a_full_disk_stops_the_run_keeps_earlier_checkpoints_and_the_rerun_is_exact(tiny_run, tmp_path,
+                                                                                    monkeypatch):
+  """A simulated ENOSPC from the writer of checkpoint 4 (test_checkpoint_faults.py also fills a real tmpfs)."""
+  work = tmp_path / 'run'
+  original = grain.checkpoint.CheckpointHandler.save
+
+  def save(self, directory, item=None, args=None):
+    if os.path.basename(os.path.dirname(os.fspath(directory))).startswith('4.'):
+      raise OSError(errno.ENOSPC, 'No space left on device', os.fspath(directory))
+    return original(self, directory, item=item, args=args)
+  monkeypatch.setattr(grain.checkpoint.CheckpointHandler, 'save', save)
+  with pytest.raises(checkpoint.SaveFailed) as e:
+    train.train_and_evaluate(tiny_config(), str(work))
+  assert f'Checkpoint 4 could not be written to {work / "checkpoints"}: no space left on device' in str(e.value)
+  assert 'MB free there' in str(e.value) and 'it resumes from checkpoint 2 (kept intact: 2)' in str(e.value)
+  assert [n for n in os.listdir(work / 'checkpoints') if n.isdigit()] == ['2']
+  monkeypatch.undo()  # space freed
+  _assert_same_run(tiny_run[1], train.train_and_evaluate(tiny_config(), str(work)))
+
+
+def test_the_command_with_every_checkpoint_broken_exits_with_one_message_naming_each(tiny_run, tmp_path):
+  work = _copy(tiny_run, tmp_path)
+  FAULTS['flipped bytes in a data file'][0](str(work / 'checkpoints' / '4'))
+  FAULTS['truncated iterator state'][0](str(work / 'checkpoints' / '2'))
+  out = subprocess.run([sys.executable, '-m', 'aigc_jax.main', '--config=configs/ct.py:test',
+                        f'--workdir={work}'], cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 1, out.stderr[-3000:]
+  assert f'no checkpoint in {work / "checkpoints"} restores' in out.stderr, out.stderr[-3000:]
+  assert 'step 4: corrupt-data' in out.stderr and 'step 2: bad-iterator-state' in out.stderr
+  for cascade in ('Traceback', 'Event loop is closed', 'Exception ignored'):
+    assert cascade not in out.stderr, out.stderr[-3000:]
+  assert sorted(os.listdir(work / 'checkpoints')) == ['2', '4']
+
+
+def test_an_unusable_workdir_is_named_before_anything_compiles(tmp_path, monkeypatch):
+  (tmp_path / 'file').write_text('')
+  monkeypatch.setattr(train, '_setup', lambda config: pytest.fail('reached the setup and compile'))
+  with pytest.raises(checkpoint.UnusableWorkdir, match=f'cannot create {tmp_path / "file" / "run"}'):
+    train.train_and_evaluate(tiny_config(), str(tmp_path / 'file' / 'run'))
+
+
+def _start_two(workdir, *extra):
+  """Two processes of 4 fake devices each, as launch/local_multiprocess.sh starts them; logs in workdir/.."""
+  port = _free_port()
+  flags = os.environ['XLA_FLAGS'].replace('--xla_force_host_platform_device_count=8',
+                                         '--xla_force_host_platform_device_count=4')
+  env = {**os.environ, 'XLA_FLAGS': flags}
+  return [subprocess.Popen([sys.executable, '-m', 'aigc_jax.main', '--config=configs/ct.py:test',
+                            f'--workdir={workdir}', *extra, f'--coordinator_address=127.0.0.1:{port}',
+                            '--num_processes=2', f'--process_id={i}'], cwd=ROOT, env=env,
+                           stderr=subprocess.STDOUT, stdout=open(f'{workdir}.process_{i}.log', 'w'))
+          for i in range(2)]
+
+
+def _log(workdir, i):
+  return open(f'{workdir}.process_{i}.log').read()
+
+
+@pytest.mark.slow  # ~4 min on 2 cores: three runs of two processes
+def test_sigkill_of_one_of_two_processes_stops_the_other_and_both_resume_exactly(tmp_path):
+  args = ('--config.num_steps=12', '--config.checkpoint_every=3', '--config.log_every=1',
+          '--config.sample_every=100000', '--heartbeat_timeout_s=10')
+  ref = tmp_path / 'ref'
+  for i, proc in enumerate(_start_two(ref, *args)):
+    assert proc.wait(timeout=600) == 0, _log(ref, i)[-3000:]
+  work = tmp_path / 'killed'
+  procs = _start_two(work, *args)
+  _wait_for(lambda: _saved_steps(work), procs[0], timeout=600)
+  procs[1].kill()
+  killed = time.time()
+  try:
+    status = procs[0].wait(timeout=120)  # ten seconds of missed heartbeats, then JAX stops it
+  except subprocess.TimeoutExpired:
+    procs[0].kill()
+    pytest.fail('process 0 still ran two minutes after process 1 died: ' + _log(work, 0)[-3000:])
+  assert status != 0 and time.time() - killed < 120
+  assert _logged_steps(work) < 12, 'finished before the kill'
+  for i, proc in enumerate(_start_two(work, *args)):
+    assert proc.wait(timeout=600) == 0, _log(work, i)[-3000:]
+  assert 'resumed at step' in _log(work, 0)
+  like = train._setup(tiny_config()).abstract  # pylint: disable=protected-access
+  for name in ('params', 'ema_params'):
+    target = {name: jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), getattr(like, name))}
+    args_ = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), target)
+    saved = []
+    for w in (ref, work):
+      with ocp.CheckpointManager(os.path.join(w, 'checkpoints'), item_names=('state', 'data'),
+                                 options=ocp.CheckpointManagerOptions(read_only=True)) as mngr:
+        saved.append(mngr.restore(12, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            target, restore_args=args_, partial_restore=True)))['state'][name])
+    jax.tree.map(np.testing.assert_array_equal, *saved)

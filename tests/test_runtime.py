@@ -52,3 +52,17 @@ def test_importing_any_module_leaves_the_process_environment_alone():
   out = subprocess.run([sys.executable, '-c', LIBRARY_USE], env={**env, 'PYTHONPATH': ROOT, 'JAX_PLATFORMS': 'cpu'},
                        capture_output=True, text=True, check=True).stdout
   assert out.strip().splitlines()[-1] == '[None, None]'  # (libraries' own variables, e.g. TF_CPP_*, aside)
+
+
+def test_known_failures_end_a_command_with_one_message_and_status_1(caplog):
+  import pytest  # pylint: disable=g-import-not-at-top
+  from aigc_jax import checkpoint  # pylint: disable=g-import-not-at-top
+
+  def broken(argv):
+    raise checkpoint.CheckpointError('no checkpoint of runs/x restores: step 4 (data corrupt)')
+
+  with pytest.raises(SystemExit) as stop:
+    runtime.exits_cleanly(broken)(['prog'])
+  assert stop.value.code == 1 and 'step 4 (data corrupt)' in caplog.text
+  with pytest.raises(KeyError):  # anything else is a bug: its traceback stays
+    runtime.exits_cleanly(lambda argv: {}['x'])(['prog'])
