@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 
 from aigc_jax import export  # noqa: E402
 from aigc_jax import metrics  # noqa: E402
-from aigc_jax import sample  # noqa: E402
+from aigc_jax import tasks  # noqa: E402
+from aigc_jax import workdir as workdir_lib  # noqa: E402
 from aigc_jax.data import deid  # noqa: E402
 from aigc_jax.data import pipeline  # noqa: E402
 from aigc_jax.data import scans  # noqa: E402
@@ -53,12 +54,12 @@ class Denoiser:
   """The latest EMA parameters of a restoration run, as a function of HU slices [N, H, W] → HU."""
 
   def __init__(self, workdir: str):
-    name = sample.load_config(workdir).task.name
+    name = workdir_lib.load_config(workdir).task.name
     if name != 'restoration':
       raise ValueError(f'--workdir={workdir!r} trained a {name!r} task; give a restoration run '
                        '(python -m aigc_jax.main --config=configs/ct_denoise.py ...).')
-    self.config, self.task, self.params, self.step = sample.load_run(workdir)
-    self.pixel_mm = sample.pixel_mm(self.config.data)
+    self.config, self.task, self.params, self.step = tasks.load_run(workdir)
+    self.pixel_mm = workdir_lib.pixel_mm(self.config.data)
     self.description = export.provenance(workdir, self.step, self.config.to_json_best_effort())
     self._restore = jax.jit(self.task.restore)
     self._multiple = 2 ** len(self.config.model.get('channels', ())) if self.config.model.name == \

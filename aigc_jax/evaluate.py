@@ -55,7 +55,8 @@ from aigc_jax import features as features_lib  # noqa: E402
 from aigc_jax import inception as inception_lib  # noqa: E402
 from aigc_jax import metrics  # noqa: E402
 from aigc_jax import quality  # noqa: E402
-from aigc_jax import sample  # noqa: E402
+from aigc_jax import tasks  # noqa: E402
+from aigc_jax import workdir as workdir_lib  # noqa: E402
 from aigc_jax.data import acquisition  # noqa: E402
 from aigc_jax.data import pipeline  # noqa: E402
 
@@ -101,10 +102,10 @@ def evaluate_restoration(workdir: str, *, num: int = 256, seed: int = 0, referen
                          split: str = '') -> dict:
   """PSNR / SSIM / RMSE of restored and of low-dose slices against full dose, on held-out pairs of the run's
   own data (`pipeline.held_out_source`; refused, naming the flags, where it has none)."""
-  d = sample.load_config(workdir).data
+  d = workdir_lib.load_config(workdir).data
   low, full = pipeline.held_out_pairs(d, num, reference, data_dir, split)
   held_out = pipeline.held_out_source(d, reference, data_dir, split, num=num, pairs=True)[1]
-  config, task, params, step = sample.load_run(workdir)
+  config, task, params, step = tasks.load_run(workdir)
   d = config.data
   lo, hi = d.window_lo, d.window_hi
   restore = jax.jit(lambda p, x: task.restore(p, x))
@@ -138,7 +139,7 @@ def evaluate_restoration(workdir: str, *, num: int = 256, seed: int = 0, referen
 
 def _reconstruction(workdir: str, real_hu: np.ndarray, seed: int) -> dict:
   """An autoencoder's PSNR / SSIM (in the window) and RMSE (HU) on the held-out slices it reconstructs."""
-  config, task, params, _ = sample.load_run(workdir)
+  config, task, params, _ = tasks.load_run(workdir)
   lo, hi = config.data.window_lo, config.data.window_hi
   recon_fn = jax.jit(task.reconstruct)
   x = pipeline.window(real_hu, lo, hi)[..., None]
@@ -235,11 +236,11 @@ def evaluate(workdir: str, *, num: int = 256, audit_train: int = 0, copy_ratio: 
              reference: str = '', data_dir: str = '', split: str = '', seed: int = 0, batch: int = 16,
              features: str = '', inception: str = '', overrides: dict | None = None) -> dict:
   """The generator report (see the module doc); `overrides` replace config.task fields for sampling."""
-  d = sample.load_config(workdir).data
+  d = workdir_lib.load_config(workdir).data
   # The reference first: a run without held-out data is refused before any sampling.
   real = np.clip(pipeline.held_out_hu(d, num, reference, data_dir, split), d.window_lo, d.window_hi)
   reference_name = pipeline.held_out_source(d, reference, data_dir, split, num=num)[1]
-  hu, step, config = sample.generate(workdir, num=num, seed=seed, batch=batch, overrides=overrides)
+  hu, step, config = tasks.generate(workdir, num=num, seed=seed, batch=batch, overrides=overrides)
   d = config.data
   lo, hi = d.window_lo, d.window_hi
   win = lambda x: pipeline.window(x, lo, hi)
@@ -324,7 +325,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   metrics.quiet_library_logs()
   fmt = lambda m: f'{m["mean"]:.3f} [{m["ci95"][0]:.3f}, {m["ci95"][1]:.3f}]'
-  if sample.load_config(FLAGS.workdir).task.name == 'restoration':
+  if workdir_lib.load_config(FLAGS.workdir).task.name == 'restoration':
     r = evaluate_restoration(FLAGS.workdir, num=FLAGS.num, seed=FLAGS.seed, reference=FLAGS.reference,
                              data_dir=FLAGS.data_dir, split=FLAGS.split)
     print(f'step {r["step"]}, {r["num_pairs"]} held-out pairs ({r["held_out"]}), dose {r["dose_per_mm2"][0]:.3g} '

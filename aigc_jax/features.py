@@ -6,7 +6,7 @@ the slice level, the lesion kind and the HU histogram of a slice (anatomy and ti
 and its hash, so two FIDs are comparable exactly when the hashes match. Retrain it (deterministic for a seed
 on one platform; a new file means a new hash and new numbers) with:
 
-  python -m aigc_jax.features --out=aigc_jax/assets/ct_features.msgpack [--steps=1000] [--seed=0]
+  python -m aigc_jax.train_features --out=aigc_jax/assets/ct_features.msgpack [--steps=1000] [--seed=0]
 
 Inputs are slices windowed to [-1, 1] at any size; they are resized to 32×32 first. The net was trained on
 slices windowed to WINDOW_HU (−1000…1000 HU); slices in another window are re-windowed to it first
@@ -19,24 +19,17 @@ import json
 import os
 import time
 
-from aigc_jax import runtime
+import flax.linen as nn
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-runtime.apply(__name__)  # before jax is imported; a command re-executes itself once (runtime.py)
+from aigc_jax import metrics
+from aigc_jax.data import phantom
+from aigc_jax.data import pipeline
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-import flax.linen as nn  # noqa: E402
-import flax.serialization  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-from aigc_jax import metrics  # noqa: E402
-from aigc_jax.data import phantom  # noqa: E402
-from aigc_jax.data import pipeline  # noqa: E402
-
-FLAGS = flags.FLAGS
 DEFAULT_PATH = os.path.join(os.path.dirname(__file__), 'assets', 'ct_features.msgpack')
 SIZE = 32            # inputs are resized to SIZE × SIZE: coarse anatomy, cheap enough for a 2-core CPU
 TRAIN_SEED = 7_000   # phantom seed of the feature net's training slices: apart from every run's 0, 1
@@ -75,7 +68,7 @@ class Features:
   def __init__(self, path: str = ''):
     path = path or DEFAULT_PATH
     if not os.path.exists(path):
-      raise FileNotFoundError(f'Feature network {path!r} not found; train one with python -m aigc_jax.features '
+      raise FileNotFoundError(f'Feature network {path!r} not found; train one with python -m aigc_jax.train_features '
                               f'--out={path}.')
     blob = open(path, 'rb').read()
     self.sha256 = hashlib.sha256(blob).hexdigest()
@@ -86,7 +79,7 @@ class Features:
       self.params = flax.serialization.from_bytes(target, blob)
     except Exception as e:
       raise ValueError(f'{path!r} is not a feature network of this version ({type(e).__name__}); retrain it '
-                       'with python -m aigc_jax.features.') from None
+                       'with python -m aigc_jax.train_features.') from None
     self._apply = jax.jit(lambda p, x: net.apply({'params': p}, x)[0])
 
   @property
@@ -174,18 +167,3 @@ def train(out: str, *, steps: int = 1000, num: int = 4096, num_val: int = 512, b
   with open(out + '.json', 'w') as f:
     json.dump(info, f, indent=1)
   return info
-
-
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  metrics.quiet_library_logs()
-  info = train(FLAGS.out, steps=FLAGS.steps, seed=FLAGS.seed)
-  print(json.dumps(info))
-
-
-if __name__ == '__main__':
-  flags.DEFINE_string('out', DEFAULT_PATH, 'Where to write the feature network (msgpack; a .json beside it).')
-  flags.DEFINE_integer('steps', 1000, 'Training steps (batch 64).')
-  flags.DEFINE_integer('seed', 0, 'Initialisation and batch-order seed.')
-  app.run(main)

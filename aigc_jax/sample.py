@@ -19,17 +19,12 @@ runtime.apply(__name__)  # before jax is imported; a command re-executes itself 
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import flax.linen as nn  # noqa: E402
-import jax  # noqa: E402
-import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
 
-from aigc_jax import checkpoint  # noqa: E402
 from aigc_jax import export  # noqa: E402
 from aigc_jax import metrics  # noqa: E402
 from aigc_jax import tasks  # noqa: E402
+from aigc_jax import workdir as workdir_lib  # noqa: E402
 from aigc_jax.data import pipeline  # noqa: E402
-from aigc_jax.data import records  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -49,58 +44,6 @@ def define_flags():
   flags.DEFINE_integer('label', -1, 'Class to sample for a conditional model; -1 cycles through the classes.')
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'{path} not found: --workdir must be a folder a training run wrote '
-                            '(python -m aigc_jax.main ... --workdir=<it>).')
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
-def pixel_mm(data: ml_collections.ConfigDict) -> float:
-  """In-plane pixel size of the training images, for the exported geometry."""
-  if data.name.startswith('tfds:'):
-    meta = records.info(data.name[len('tfds:'):], data.data_dir).metadata
-    median = (meta.get('spacing_mm') or {}).get('median')
-    size = meta.get('size') or 0
-    if median and size:
-      return float(median[0]) * size / data.image_size
-    return 1.0
-  return float(data.fov_mm) / data.image_size
-
-
-def load_run(workdir: str, task_overrides: dict | None = None):
-  """(config, task, EMA params, step) of the newest checkpoint in a training workdir that restores (a broken
-  newer one is named in the log and skipped, never renamed: `checkpoint.restore_params`)."""
-  config = load_config(workdir)
-  for key, value in (task_overrides or {}).items():
-    config.task[key] = value
-  task = tasks.build(config)
-  spec = pipeline.batch_spec(config.data, 1)
-  abstract = nn.meta.unbox(jax.eval_shape(lambda k: task.init(k, spec), jax.random.PRNGKey(0)))
-  loaded = checkpoint.restore_params(workdir, {'ema_params': abstract}, flag='--workdir')
-  return config, task, loaded['ema_params'], loaded['step']
-
-
-def generate(workdir: str, *, num: int, seed: int = 0, batch: int = 16, overrides: dict | None = None,
-             label: int = -1) -> tuple[np.ndarray, int, ml_collections.ConfigDict]:
-  """[num, H, W] images in HU from the latest EMA parameters in `workdir`; also the step and the config."""
-  config, task, params, step = load_run(workdir, {**(overrides or {}), 'num_samples': batch})
-  shape = (batch,) + tuple(pipeline.batch_spec(config.data, 1)['image'].shape[1:])
-  labels = None
-  if label >= 0:
-    if not 0 <= label < config.model.num_classes:
-      raise ValueError(f'--label={label}: this model has config.model.num_classes={config.model.num_classes}.')
-    labels = np.full((batch,), label, np.int32)
-  sample = jax.jit(lambda p, k: task.sample(p, k, shape, labels))
-  out = []
-  for i in range(-(-num // batch)):
-    out.append(np.asarray(sample(params, jax.random.fold_in(jax.random.PRNGKey(seed), i))))
-  images = np.concatenate(out)[:num, ..., 0]
-  return pipeline.unwindow(images, config.data.window_lo, config.data.window_hi), step, config
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -112,13 +55,13 @@ def main(argv):
     overrides['ddim_eta'] = FLAGS.ddim_eta
   if FLAGS.guidance >= 0:
     overrides['guidance'] = FLAGS.guidance
-  hu, step, config = generate(FLAGS.workdir, num=FLAGS.num, seed=FLAGS.seed, batch=FLAGS.batch,
+  hu, step, config = tasks.generate(FLAGS.workdir, num=FLAGS.num, seed=FLAGS.seed, batch=FLAGS.batch,
                               overrides=overrides, label=FLAGS.label)
   out = FLAGS.out or os.path.join(FLAGS.workdir, 'exports', f'step_{step}_{FLAGS.format}')
   os.makedirs(out, exist_ok=True)
   extra = {'seed': FLAGS.seed, **overrides, **({'label': FLAGS.label} if FLAGS.label >= 0 else {})}
   desc = export.provenance(FLAGS.workdir, step, config.to_json_best_effort(), extra)
-  mm = pixel_mm(config.data)
+  mm = workdir_lib.pixel_mm(config.data)
   if FLAGS.format == 'png':
     x = pipeline.window(hu, config.data.window_lo, config.data.window_hi)[..., None]
     metrics.save_png(os.path.join(out, 'samples.png'), metrics.image_grid(x))

@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from aigc_jax import checkpoint
-from aigc_jax import sample
+from aigc_jax import tasks
 from aigc_jax import train
 from test_checkpoint_faults import FAULTS
 from tiny_config import tiny_config
@@ -190,7 +190,7 @@ def test_sample_evaluate_and_denoise_use_the_newest_checkpoint_that_restores(tin
   work = _copy(tiny_run, tmp_path)
   FAULTS['deleted metadata'][0](str(work / 'checkpoints' / '4'))
   with caplog.at_level(logging.WARNING):
-    _, _, ema_params, step = sample.load_run(str(work))  # what their commands load the model with
+    _, _, ema_params, step = tasks.load_run(str(work))  # what their commands load the model with
   assert step == 2
   assert 'checkpoint 4' in caplog.text and 'missing-files' in caplog.text and 'using checkpoint 2' in caplog.text
   assert sorted(os.listdir(work / 'checkpoints')) == ['2', '4']  # read-only: nothing renamed

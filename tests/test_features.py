@@ -37,7 +37,7 @@ def test_train_writes_a_loadable_network_and_a_bad_file_is_named(tmp_path):
   (tmp_path / 'bad.msgpack').write_bytes(b'not a network')
   with pytest.raises(ValueError, match='bad.msgpack'):
     features.Features(str(tmp_path / 'bad.msgpack'))
-  with pytest.raises(FileNotFoundError, match='python -m aigc_jax.features'):
+  with pytest.raises(FileNotFoundError, match='python -m aigc_jax.train_features'):
     features.Features(str(tmp_path / 'missing.msgpack'))
 
 

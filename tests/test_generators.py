@@ -11,7 +11,6 @@ import pytest
 from aigc_jax import adversarial
 from aigc_jax import diffusion
 from aigc_jax import evaluate
-from aigc_jax import sample
 from aigc_jax import tasks
 from aigc_jax import train
 from aigc_jax.tasks import autoencoder
@@ -109,7 +108,7 @@ def test_latent_diffusion_trains_on_frozen_scaled_latents_and_decodes_samples(tm
     tasks.build(c)  # no autoencoder named: the message says which run to train first
   c.task.autoencoder = str(vae_dir)
   task = tasks.build(c)
-  _, vae_task, vae_params, _ = sample.load_run(str(vae_dir))
+  _, vae_task, vae_params, _ = tasks.load_run(str(vae_dir))
   images = jnp.asarray(next(iter(__import__('aigc_jax.data.pipeline', fromlist=['x']).make_dataset(
       c.data, batch_size=16, process_index=0, process_count=1)))['image'])
   mean, logvar = vae_task.encode(vae_params, images)
@@ -128,7 +127,7 @@ def test_latent_diffusion_trains_on_frozen_scaled_latents_and_decodes_samples(tm
   rows = [json.loads(line) for line in open(vae_dir / 'metrics.jsonl')]
   assert any('train/kl' in r for r in rows) and not any('train/d_loss' in r for r in rows)  # the plain VAE
   assert 'vae' not in state.params  # the autoencoder is frozen: not trained, not in the optimizer
-  hu, step, _ = sample.generate(str(ldm_dir), num=4, batch=8)
+  hu, step, _ = tasks.generate(str(ldm_dir), num=4, batch=8)
   assert step == 4 and hu.shape == (4, 16, 16) and hu.min() >= -1000 and hu.max() <= 1000
   other = ct_ldm.get_config('test')
   other.task.autoencoder = str(vae_dir)

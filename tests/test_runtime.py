@@ -40,7 +40,7 @@ def test_xla_flag_default_yields_to_the_users_choice(monkeypatch):
 
 
 LIBRARY_USE = ('import os; before = dict(os.environ); '
-               'import aigc_jax.main, aigc_jax.sample, aigc_jax.evaluate, aigc_jax.denoise, aigc_jax.features, '
+               'import aigc_jax.main, aigc_jax.sample, aigc_jax.evaluate, aigc_jax.denoise, aigc_jax.train_features, '
                'aigc_jax.benchmark, aigc_jax.tasks, aigc_jax.data.prepare; '
                'print([os.environ.get(k) for k in ("XLA_FLAGS", "GLIBC_TUNABLES")])')
 

@@ -20,7 +20,9 @@ import ml_collections
 import numpy as np
 
 from aigc_jax import metrics
+from aigc_jax import workdir
 from aigc_jax.data import pipeline
+from aigc_jax.tasks import autoencoder
 from aigc_jax.tasks import diffusion
 
 
@@ -36,16 +38,17 @@ class LatentDiffusionTask(diffusion.DiffusionTask):
 
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
-    # Imported here: aigc_jax.sample builds tasks, so a module-level import would be circular.
-    from aigc_jax import sample  # pylint: disable=g-import-not-at-top
     path = config.task.autoencoder
     if not path or not os.path.exists(os.path.join(path, 'config.json')):
       raise ValueError(f'config.task.autoencoder={path!r} is not a trained autoencoder workdir: train one first '
                        '(python -m aigc_jax.main --config=configs/ct_vae.py:runlocal --workdir=runs/ct_vae) and '
                        'pass --config.task.autoencoder=runs/ct_vae.')
-    vae_config, self.vae, self.vae_params, self.vae_step = sample.load_run(path)
+    vae_config = workdir.load_config(path)
     if vae_config.task.name != 'vae':
       raise ValueError(f'config.task.autoencoder={path!r} trained a {vae_config.task.name!r} task, not a "vae".')
+    self.vae = autoencoder.VAETask(vae_config)
+    self.vae_params, self.vae_step = workdir.ema_params(path, self.vae, vae_config,
+                                                        flag='config.task.autoencoder')
     for key in ('image_size', 'window_lo', 'window_hi'):
       if vae_config.data[key] != config.data[key]:
         raise ValueError(f'config.data.{key}={config.data[key]} differs from the autoencoder\'s '
