@@ -7,6 +7,7 @@ import pytest
 
 from aigc_jax import models
 from aigc_jax.models import norm
+from aigc_jax.models import layers
 from aigc_jax.models import unet
 
 
@@ -89,10 +90,10 @@ def test_attention_implementations_agree():
   q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (4, 12, 2, 8)) for i in range(3))
   ref = jax.nn.softmax(jnp.einsum('bqhd,bkhd->bhqk', q, k) / np.sqrt(8.0), axis=-1)
   ref = jnp.einsum('bhqk,bkhd->bqhd', ref, v)
-  for impl in unet.ATTENTION:
-    np.testing.assert_allclose(unet.attend(q, k, v, impl), ref, rtol=1e-5, atol=1e-6)
+  for impl in layers.ATTENTION:
+    np.testing.assert_allclose(layers.attend(q, k, v, impl), ref, rtol=1e-5, atol=1e-6)
   for per_pass in (1, 2, 3):  # 3 does not divide the batch: one pass
-    np.testing.assert_allclose(unet.attend(q, k, v, 'einsum', per_pass), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layers.attend(q, k, v, 'einsum', per_pass), ref, rtol=1e-5, atol=1e-6)
   # In the U-Net: 'auto' at inference on CPU loops over pairs of images; the same output as plain einsum.
   x, t = jax.random.normal(jax.random.PRNGKey(1), (4, 16, 16, 1)), jnp.array([3, 5, 7, 9])
   params = _init(_tiny(), x, t)
@@ -100,4 +101,4 @@ def test_attention_implementations_agree():
   outs = [jax.jit(_tiny(attention=a).apply)(params, x, t) for a in ('auto', 'einsum')]
   np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match='config.model.attention'):
-    unet.attend(q, k, v, 'flash')
+    layers.attend(q, k, v, 'flash')

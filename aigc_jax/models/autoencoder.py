@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from aigc_jax.models.norm import GroupNorm
 from aigc_jax.models.unet import ResBlock
-from aigc_jax.models.unet import conv
+from aigc_jax.models.layers import conv
 
 
 class Encoder(nn.Module):

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from aigc_jax.models.norm import GroupNorm
-from aigc_jax.models.unet import conv
-from aigc_jax.models.unet import dense
+from aigc_jax.models.layers import conv
+from aigc_jax.models.layers import dense
 
 
 class Generator(nn.Module):

@@ -12,8 +12,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from aigc_jax.models.unet import CONV_AXES
-from aigc_jax.models.unet import conv
+from aigc_jax.models.layers import CONV_AXES
+from aigc_jax.models.layers import conv
 
 _lecun = nn.initializers.lecun_normal()
 
