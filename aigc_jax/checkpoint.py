@@ -13,7 +13,7 @@ A checkpoint is trusted only when complete. Orbax writes a step into `<step>.orb
 `commit_success.txt` into it and renames it to `<step>` last (on GCS it writes the marker last instead), so a
 save cut short by a kill or an error never carries a step's name; `make_manager` removes such leftovers. A
 step folder that lacks a marker anyway (a half-copied folder, a non-atomic filesystem), misses files, holds
-unreadable data or an iterator state that does not parse is *broken*: `newest_restorable` names it and why,
+data that fails its checksum or is missing, or an iterator state that does not parse, is *broken*: `newest_restorable` names it and why,
 and goes down the kept steps to the newest one that restores. The trainer moves each broken step aside to
 `<step>.broken-<reason>` (renamed, never deleted; orbax then no longer lists it) once an older one restored;
 the read-only commands (`init_from`, sample, evaluate, denoise) only skip it. A checkpoint written for
@@ -329,7 +329,9 @@ def _diagnose(step_dir: epath.Path, error: Exception, target: Any, *, partial: b
         or re.search(r'NOT_FOUND|No such file|does not exist', text)):
     reason = 'missing-files'
   else:
-    reason = 'unreadable'
+    # No sign of damage (out of memory, a sharding error, a passing network-filesystem error): moving a good
+    # checkpoint aside would be wrong, so the error stays the user's to see, traceback and all.
+    raise error
   return reason, _first_line(_chain(error)[-1])  # the root cause: orbax wraps tensorstore's precise error
 
 

@@ -23,6 +23,7 @@ Output, `--output/series_<n>/IMG<k>.dcm` or `--output/volume_<n>.nii.gz`:
 import json
 import os
 import shutil
+import sys
 
 from aigc_jax import runtime
 
@@ -42,6 +43,7 @@ from aigc_jax.data import pipeline  # noqa: E402
 from aigc_jax.data import scans  # noqa: E402
 
 FLAGS = flags.FLAGS
+CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2'
 
 def define_flags():
   flags.DEFINE_string('workdir', None, 'A trained restoration run (configs/ct_denoise.py).')
@@ -88,6 +90,9 @@ def _write_dicom(denoiser, files, series, hu_out, folder, surrogates, number):
   """
   import pydicom  # pylint: disable=g-import-not-at-top
   from pydicom.uid import generate_uid  # pylint: disable=g-import-not-at-top
+  sop = str(pydicom.dcmread(files[series.files[0]], stop_before_pixels=True).get('SOPClassUID', ''))
+  if sop != CT_IMAGE_STORAGE:  # enhanced objects keep rescale and geometry in functional groups
+    raise scans.Skip('enhanced or legacy-converted CT object: denoise writes classic CT Image Storage only')
   os.makedirs(folder, exist_ok=True)
   series_uid = generate_uid()
   for k, (i, hu) in enumerate(zip(series.files, hu_out)):
@@ -153,29 +158,36 @@ def denoise(workdir: str, input_dir: str, output: str, batch: int = 8) -> dict:
   os.makedirs(output, exist_ok=True)
   done = []
   surrogates = deid.Surrogates()  # one table for the run: series of one study stay one study
+  def leave_out(n, s, reason):
+    shutil.rmtree(os.path.join(output, f'series_{n}'), ignore_errors=True)
+    if os.path.exists(os.path.join(output, f'volume_{n}.nii.gz')):
+      os.remove(os.path.join(output, f'volume_{n}.nii.gz'))
+    problems.append(f'{s.kind} {n} (files {s.files}): {reason}')
+    for i in s.files:  # every input file is written or has a reason, as in prepare's report
+      skipped.setdefault(i, f'its series was left out: {reason}')
+
   for n, s in enumerate(found):
-    try:
+    try:  # reading: what prepare would skip, denoise skips
       if s.kind == 'dicom':
         if s.frames:  # what load reads, the writer below could not put back: one output file per frame
           raise scans.Skip('multi-frame (enhanced) DICOM: denoise writes single-frame series only')
         hu = scans.load(s, files, skipped, '3d')  # every slice or none: the output series stays whole
-        out = denoiser(hu, batch)
-        _write_dicom(denoiser, files, s, out, os.path.join(output, f'series_{n}'), surrogates, n)
       else:
         scans.load(s, files, skipped, '3d')  # as prepare reads it: size-checked, damaged data skipped
         img, hu, back = _nifti_volume(files[s.files[0]])
-        out = denoiser(hu, batch)
+    except scans.Skip as e:
+      leave_out(n, s, str(e))
+      continue
+    out = denoiser(hu, batch)  # outside the guards: a model or device error is ours, and stops the run
+    try:
+      if s.kind == 'dicom':
+        _write_dicom(denoiser, files, s, out, os.path.join(output, f'series_{n}'), surrogates, n)
+      else:
         _write_nifti(denoiser, img, back(out), os.path.join(output, f'volume_{n}.nii.gz'))
     except Exception as e:  # pylint: disable=broad-except
       # The writer re-reads each source header (pydicom parses lazily, so a damaged element the reader never
       # touched can raise there): one bad series must not end the run, nor leave half a series behind.
-      reason = str(e) if isinstance(e, scans.Skip) else f'could not be written ({type(e).__name__})'
-      shutil.rmtree(os.path.join(output, f'series_{n}'), ignore_errors=True)
-      if os.path.exists(os.path.join(output, f'volume_{n}.nii.gz')):
-        os.remove(os.path.join(output, f'volume_{n}.nii.gz'))
-      problems.append(f'{s.kind} {n} (files {s.files}): {reason}')
-      for i in s.files:  # every input file is written or has a reason, as in prepare's report
-        skipped.setdefault(i, f'its series was left out: {reason}')
+      leave_out(n, s, str(e) if isinstance(e, scans.Skip) else f'could not be written ({type(e).__name__})')
       continue
     spacing = s.spacing[0]
     note = ''
@@ -200,6 +212,8 @@ def main(argv):
           + (f' ({d["note"]})' if 'note' in d else ''))
   print(f'{len(r["written"])} written to {FLAGS.output}; {len(r["skipped_files"])} files skipped, '
         f'{len(r["problems"])} problems (see denoise_report.json)')
+  if not r['written']:
+    sys.exit(1)  # nothing came out: a script calling this must not take it for success
 
 
 if __name__ == '__main__':

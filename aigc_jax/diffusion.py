@@ -127,9 +127,10 @@ def timesteps(T: int, num_steps: int, spacing: str = 'leading') -> np.ndarray:
   if spacing == 'leading':
     ts = np.arange(num_steps) * (T // num_steps)
   elif spacing == 'trailing':
-    # round(k·T/n) − 1 for k = 1…n in integers: a float arange(T, 0, −T/n) can yield n + 1 values (t = −1).
+    # round(k·T/n) − 1 for k = 1…n, as diffusers' "trailing" (halves to even): k·T/n is one correctly rounded
+    # division, exact at the halves, where a float arange(T, 0, −T/n) accumulates and can yield n + 1 values.
     k = np.arange(1, num_steps + 1, dtype=np.int64)
-    ts = (2 * k * T + num_steps) // (2 * num_steps) - 1
+    ts = np.round(k * T / num_steps).astype(np.int64) - 1
   else:
     raise ValueError(f'config.task.timestep_spacing={spacing!r}; use "leading" or "trailing".')
   return ts.astype(np.int32)[::-1]

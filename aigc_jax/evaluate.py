@@ -119,12 +119,15 @@ def evaluate_restoration(workdir: str, *, num: int = 256, seed: int = 0, referen
            'ssim': [quality.ssim(clip(a), clip(b), hi - lo) for a, b in zip(img, full)],
            'rmse_hu': [quality.rmse(clip(a), clip(b)) for a, b in zip(img, full)]}
     rows[name] = {k: _mean_ci(v, seed) for k, v in per.items()}
+  # The simulated dose describes the pairs only when they are the phantom's (not a prepared dataset's).
+  simulated = not reference and d.name == 'phantom_ct'
   report = {'workdir': os.path.abspath(workdir), 'step': step, 'num_pairs': num,
             'held_out': held_out,
-            'dose_per_mm2': [d.full_dose * d.low_dose_fraction, d.full_dose],  # [low, full], photons/mm²
-            # What those doses mean: σ in the centre of a 300 mm water cylinder (an adult abdomen) on this grid.
-            'water_noise_hu': [acquisition.water_noise_hu(x, size=d.image_size, fov_mm=d.fov_mm)
-                               for x in (d.full_dose * d.low_dose_fraction, d.full_dose)],
+            **({'dose_per_mm2': [d.full_dose * d.low_dose_fraction, d.full_dose],  # [low, full], photons/mm²
+                # What those doses mean: σ in the centre of a 300 mm water cylinder (an adult abdomen), this grid.
+                'water_noise_hu': [acquisition.water_noise_hu(x, size=d.image_size, fov_mm=d.fov_mm)
+                                   for x in (d.full_dose * d.low_dose_fraction, d.full_dose)]}
+               if simulated else {}),
             'window_hu': [lo, hi], **rows,
             'psnr_gain_db': rows['restored']['psnr_db']['mean'] - rows['low_dose_input']['psnr_db']['mean']}
   out_dir = os.path.join(workdir, 'eval')
@@ -328,9 +331,10 @@ def main(argv):
   if workdir_lib.load_config(FLAGS.workdir).task.name == 'restoration':
     r = evaluate_restoration(FLAGS.workdir, num=FLAGS.num, seed=FLAGS.seed, reference=FLAGS.reference,
                              data_dir=FLAGS.data_dir, split=FLAGS.split)
-    print(f'step {r["step"]}, {r["num_pairs"]} held-out pairs ({r["held_out"]}), dose {r["dose_per_mm2"][0]:.3g} '
-          f'vs {r["dose_per_mm2"][1]:.3g} photons/mm² (σ {r["water_noise_hu"][0]:.1f} vs '
-          f'{r["water_noise_hu"][1]:.1f} HU in 300 mm of water), window {r["window_hu"]} HU')
+    dose = (f', dose {r["dose_per_mm2"][0]:.3g} vs {r["dose_per_mm2"][1]:.3g} photons/mm² (σ '
+            f'{r["water_noise_hu"][0]:.1f} vs {r["water_noise_hu"][1]:.1f} HU in 300 mm of water)'
+            if 'dose_per_mm2' in r else '')
+    print(f'step {r["step"]}, {r["num_pairs"]} held-out pairs ({r["held_out"]}){dose}, window {r["window_hu"]} HU')
     for name in ('low_dose_input', 'restored'):
       print(f'{name:15s} PSNR {fmt(r[name]["psnr_db"])} dB  SSIM {fmt(r[name]["ssim"])}  '
             f'RMSE {fmt(r[name]["rmse_hu"])} HU')

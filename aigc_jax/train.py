@@ -138,9 +138,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   state."""
   checkpoint.check_workdir(workdir)  # before the compile: a bad --workdir fails in a second
   s = _setup(config)
-  if jax.process_index() == 0:  # what `aigc_jax.sample` and `evaluate` rebuild the model from
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=1))
   task, spec, batch_sharding, step_fn = s.task, s.spec, s.batch_sharding, s.step_fn
   rng = jax.random.PRNGKey(config.seed)
   # Runs once: XLA's backend optimizations cost more (seconds of LLVM on the threefry bits) than they save.
@@ -153,6 +150,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   with checkpoint.closing_on_error(mngr):
     state, how = checkpoint.restore_or_init(mngr, abstract_state=s.abstract_state, data_iter=data_iter,
                                             init_fn=lambda: init_jit(rng), init_from=config.init_from)
+  # Written once the checkpoints are known to fit this config: a mismatched rerun must not overwrite the
+  # config.json that `aigc_jax.sample` and `evaluate` rebuild the existing checkpoints' model from.
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=1))
   start_step = int(state.step)
   metrics_lib.log(f'{how} at step {start_step}; {s.num_params:,} parameters; mesh {dict(s.mesh.shape)}; '
                   f'{jax.device_count()} {jax.devices()[0].platform} devices, {jax.process_count()} processes.')
@@ -205,9 +207,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
     writer.flush()
     finished = True
   finally:
-    watcher.close()
-    writer.close()
-    checkpoint.close(mngr, failing=not finished)  # raises SaveFailed if the last save failed
+    try:
+      watcher.close()
+      writer.close()
+    finally:  # the checkpoint manager's threads and the last save's outcome come first
+      checkpoint.close(mngr, failing=not finished)  # raises SaveFailed if the last save failed
   return state
 
 

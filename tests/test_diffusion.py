@@ -205,6 +205,10 @@ def test_timesteps_give_n_distinct_valid_steps_for_every_n(T, spacing):
     assert len(ts) == n and ts.min() >= 0 and ts.max() <= T - 1 and np.all(np.diff(ts) < 0), (n, ts[:4], ts[-4:])
     if spacing == 'trailing':
       assert ts[0] == T - 1
+  if spacing == 'trailing' and T == 1000:  # diffusers' trailing spacing, halves rounded to even (62.5 -> 62)
+    np.testing.assert_array_equal(diffusion.timesteps(T, 16, spacing)[::-1],
+                                  np.round(np.arange(T, 0, -T / 16))[::-1] - 1)
+    assert list(diffusion.timesteps(T, 16, spacing)[-3:]) == [187, 124, 61]
 
 
 def test_conditioning_fields_that_would_sample_untrained_embeddings_are_refused():

@@ -74,6 +74,12 @@ def test_run_writes_events_samples_and_checkpoints(tmp_path):
   evals = [r for r in rows if 'eval/hu_w1' in r]
   assert [r['step'] for r in evals] == [4] and 0 <= evals[0]['eval/anatomy_plausible'] <= 1
   assert np.isfinite(evals[0]['eval/kid'])  # in the shipped feature space
+  # A rerun with another model stops at the checkpoints and leaves the config.json they were written with.
+  written = open(tmp_path / 'config.json').read()
+  other = _config(**{'model.channels': (8, 24)})
+  with pytest.raises(checkpoint.CheckpointMismatch, match='does not fit this config'):
+    train.train_and_evaluate(other, str(tmp_path))
+  assert open(tmp_path / 'config.json').read() == written
 
 
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):

@@ -252,7 +252,11 @@ def read_header(index: int, path: str, modality: str, max_voxels: int) -> Header
   syntax = _syntax(ds)
   # Native pixel data cannot be larger than the file; compressed (or deflated) data only has the voxel cap.
   native = not (syntax.is_compressed or syntax.is_deflated)
-  _check_size(ds, (frames, rows, cols), max_voxels, os.path.getsize(path) if native else None)
+  try:
+    size = os.path.getsize(path) if native else None
+  except OSError as e:  # gone or unreadable since it was listed; the message would quote the path
+    raise Skip(f'file vanished or unreadable ({type(e).__name__})') from None
+  _check_size(ds, (frames, rows, cols), max_voxels, size)
   shared, per_frame = _groups(ds, frames)
   _rescale(ds, shared, per_frame, frames)  # a damaged rescale skips the file here, not its series later
   items = per_frame or [None]

@@ -11,6 +11,8 @@ The periodic grid and `aigc_jax.evaluate` show reconstructions of held-out slice
 and samples decoded from the prior N(0, I) (a VAE's own generative samples; the LDM is what makes good ones).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -43,11 +45,16 @@ class VAETask(task.Generator):
     adversarial.check_loss(self.kind)
     self.disc = gan.Discriminator(tuple(t.disc_channels), patch=True)
     self.data, self.num_samples = config.data, t.num_samples
-    d = config.data
-    held_out, source = pipeline.monitor_hu(d, self.num_samples)  # fixed slices for the reconstruction grid
+
+  @functools.cached_property
+  def eval_images(self) -> jax.Array:
+    """Fixed slices for the reconstruction grid, read when first needed (training), not when the task is
+    rebuilt to sample or to encode for latent diffusion, where the training data may not be at hand."""
+    d = self.data
+    held_out, source = pipeline.monitor_hu(d, self.num_samples)
     if 'training split' in source:
       metrics.log(f'the reconstruction grid and recon_psnr_db use the {source}')
-    self.eval_images = jnp.asarray(pipeline.window(held_out, d.window_lo, d.window_hi)[..., None])
+    return jnp.asarray(pipeline.window(held_out, d.window_lo, d.window_hi)[..., None])
 
   def latent_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]:
     """[N, H, W, C] images → the shape of their latents."""

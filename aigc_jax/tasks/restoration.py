@@ -2,8 +2,11 @@
 
 The low-dose input comes from the CT acquisition model (`config.data.pairs=True`) or from a prepared dataset
 with a `low_dose` key. The evaluation grid shows held-out triplets side by side: low-dose input | restored |
-full-dose target, on phantom slices of seed `config.data.seed + 1` (never in training).
+full-dose target, on the run's held-out pairs (`pipeline.monitor_pairs`: phantom seed `config.data.seed + 1`,
+or a prepared dataset's held-out split), read when the grid is first drawn.
 """
+
+import functools
 
 import jax.numpy as jnp
 import ml_collections
@@ -23,12 +26,18 @@ class RestorationTask(task.Task):
       raise ValueError('config.task.name="restoration" needs input/target pairs: set config.data.pairs=True '
                        '(or a prepared dataset with a low_dose key).')
     self.model = models.build(config.model)
-    d = config.data
-    low, full, source = pipeline.monitor_pairs(d, config.task.num_samples)
+    self.data, self.num_samples = config.data, config.task.num_samples
+
+  @functools.cached_property
+  def _eval_pairs(self):
+    """(low, full) held-out grid slices, windowed; read when first drawn, so that `denoise` and `evaluate`
+    rebuild the task without the training data at hand."""
+    d = self.data
+    low, full, source = pipeline.monitor_pairs(d, self.num_samples)
     if source != 'held out':
       metrics.log(f'the restoration grid and psnr_db use the {source}')
     win = lambda x: pipeline.window(x, d.window_lo, d.window_hi)[..., None]
-    self.eval_low, self.eval_full = jnp.asarray(win(low)), jnp.asarray(win(full))
+    return jnp.asarray(win(low)), jnp.asarray(win(full))
 
   def init(self, rng, batch):
     return self.model.init({'params': rng}, jnp.zeros((1,) + tuple(batch['low_dose'].shape[1:]), jnp.float32))['params']
@@ -43,8 +52,9 @@ class RestorationTask(task.Task):
 
   def evaluate(self, params, rng, batch):
     del rng, batch
-    out = jnp.clip(self.restore(params, self.eval_low), -1.0, 1.0)
-    return {'low_restored_full': jnp.concatenate([self.eval_low, out, self.eval_full], axis=2)}
+    low, full = self._eval_pairs
+    out = jnp.clip(self.restore(params, low), -1.0, 1.0)
+    return {'low_restored_full': jnp.concatenate([low, out, full], axis=2)}
 
   def sample_metrics(self, outputs):
     """PSNR (dB, in the window) of the restored and of the low-dose held-out slices against full dose."""
