@@ -77,7 +77,9 @@ def test_sigkill_at_an_unpredictable_step_then_resume_gives_the_uninterrupted_re
   work = str(tmp_path / 'killed')
   proc = _start(work, *LONG)
   _wait_for(lambda: _saved_steps(work), proc)
-  time.sleep(random.uniform(0.0, 2.0))
+  delay = random.Random(os.getpid()).uniform(0.0, 2.0)
+  print(f'killing after {delay:.3f} s')  # shown on failure, so a failing moment can be replayed
+  time.sleep(delay)
   proc.kill()  # SIGKILL: nothing can be saved, the run just dies
   proc.wait()
   killed_at = _logged_steps(work)
