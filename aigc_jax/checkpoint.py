@@ -23,16 +23,11 @@ another model or optimizer is not broken: that stops with `CheckpointMismatch` a
 import contextlib
 import datetime
 import errno
-import functools
-import gc
 import json
-import logging as std_logging
 import os
 import re
 import shutil
 import socket
-import sys
-import traceback
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 from absl import logging
@@ -42,6 +37,9 @@ from jax.experimental import multihost_utils
 import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
+
+from aigc_jax import checkpoint_noise
+from aigc_jax.checkpoint_noise import first_line as _first_line
 
 ITEMS = ('state', 'data')
 COMMIT_MARKER = 'commit_success.txt'  # orbax's marker of a finished save, in the step and in each item
@@ -160,7 +158,7 @@ def _saving(mngr: ocp.CheckpointManager, state: Any, step: int | None, call: Cal
     return
   except Exception as e:  # pylint: disable=broad-except
     error = _save_failed(mngr, e, state, step)
-  _collect_abandoned_work()
+  checkpoint_noise.collect_abandoned_work()
   raise error
 
 
@@ -230,7 +228,7 @@ def newest_restorable(directory: epath.Path, steps: Sequence[int], restore: Call
         if move_aside and broken:
           _move_aside(directory, broken)
         return step, restored, broken
-      _collect_abandoned_work()
+      checkpoint_noise.collect_abandoned_work()
     broken.append(Broken(step, *problem))
     if jax.process_index() == 0:
       logging.warning('%scheckpoint %d in %s is broken (%s): %s', prefix, step, directory, *problem)
@@ -240,33 +238,6 @@ def newest_restorable(directory: epath.Path, steps: Sequence[int], restore: Call
       + f'Nothing was moved or deleted. Copy a good checkpoint folder in as <step>/, or move these aside '
         f'(mv {directory}/{broken[0].step} {directory}/{broken[0].step}.broken, ...) to start this workdir '
         'from scratch, or give a new --workdir.')
-
-
-def _collect_abandoned_work() -> None:
-  """A failed restore or save leaves orbax's work on the other arrays unfinished: coroutines that the garbage
-  collector closes later, and tensorstore callbacks that find their event loop closed. Python prints an
-  'Exception ignored' traceback for each; the error is already reported, so those are muted from now on and
-  the coroutines collected at once."""
-  _mute_orbax_leftovers()
-  gc.collect()
-
-
-def _mute_orbax_leftovers() -> None:
-  """Wraps sys.unraisablehook (once) in `_unless_orbax_leftover`, which lets everything else through."""
-  if not getattr(sys.unraisablehook, 'mutes_orbax_leftovers', False):
-    sys.unraisablehook = functools.partial(_unless_orbax_leftover, sys.unraisablehook)
-    sys.unraisablehook.mutes_orbax_leftovers = True
-
-
-def _unless_orbax_leftover(hook: Callable[[Any], None], unraisable: Any) -> None:
-  """Calls `hook` except for what an orbax operation that failed leaves behind: its coroutines, closed
-  unfinished, and callbacks of its threads that find their event loop closed."""
-  code = getattr(unraisable.object, 'cr_code', None)
-  if code is not None and _in_orbax(code.co_filename):
-    return
-  if isinstance(unraisable.exc_value, RuntimeError) and 'Event loop is closed' in str(unraisable.exc_value):
-    return
-  hook(unraisable)
 
 
 def _incomplete(step_dir: epath.Path, items: Sequence[str]) -> tuple[str, str] | None:
@@ -443,38 +414,6 @@ def restore_or_init(mngr: ocp.CheckpointManager, *, abstract_state: Any, data_it
   return state, 'scratch'
 
 
-class _OneLineLibraryErrors(std_logging.Filter):
-  """Orbax logs a failed background save with a traceback from each of its threads, and asyncio one more for
-  each of its unfinished writes ("Task exception was never retrieved"), while the error itself is re-raised in
-  our thread, where it becomes one SaveFailed message. Orbax's lines keep their first line; asyncio's go."""
-
-  def filter(self, record: std_logging.LogRecord) -> bool:
-    if not record.exc_info:
-      return True
-    if record.name == 'asyncio':  # orbax's frames, or tensorstore's error (no Python frames) naming its files
-      _, error, tb = record.exc_info
-      return not (any(_in_orbax(frame.f_code.co_filename) for frame, _ in traceback.walk_tb(tb))
-                  or re.search(r'OCDBT|orbax-checkpoint-tmp', str(error)))
-    if _in_orbax(record.pathname or ''):
-      record.msg, record.args = _first_line(record.getMessage())[:400], None
-      record.exc_info = record.exc_text = record.stack_info = None
-    return True
-
-
-def quiet_background_tracebacks() -> None:
-  """For the commands, before any save: `_OneLineLibraryErrors` on the loggers of absl (orbax logs there) and
-  asyncio, and `_mute_orbax_leftovers` (a failing save's callbacks print while the error is still on its way)."""
-  _mute_orbax_leftovers()
-  for name in ('absl', 'asyncio'):
-    logger = std_logging.getLogger(name)
-    if not any(isinstance(f, _OneLineLibraryErrors) for f in logger.filters):
-      logger.addFilter(_OneLineLibraryErrors())
-
-
-def _in_orbax(filename: str) -> bool:
-  return f'{os.sep}orbax{os.sep}' in filename
-
-
 def _chain(error: BaseException) -> list[BaseException]:
   out, seen = [], set()
   while error is not None and id(error) not in seen:
@@ -482,11 +421,6 @@ def _chain(error: BaseException) -> list[BaseException]:
     out.append(error)
     error = error.__cause__ or error.__context__
   return out
-
-
-def _first_line(error: Any) -> str:
-  text = str(error).strip()
-  return (text.splitlines() or [type(error).__name__])[0][:300]
 
 
 def _listdir(directory: str) -> list[str]:

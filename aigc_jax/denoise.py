@@ -106,13 +106,12 @@ def _write_dicom(denoiser, files, series, hu_out, folder, surrogates, number):
     # Without a Study / Frame-of-Reference UID the series is its own study / frame (keys stay in memory).
     study = str(src.get('StudyInstanceUID', '') or f'series {number}')
     frame = str(src.get('FrameOfReferenceUID', '') or f'series {number}')
-    image_type = [str(v) for v in src.get('ImageType', [])]
     ds = export.ct_dataset(stored, {
         **kept, **deid.identity(surrogates.patient_id(series.patient_key)),
         'StudyInstanceUID': surrogates.uid('study', study), 'SeriesInstanceUID': series_uid,
         'FrameOfReferenceUID': surrogates.uid('frame', frame), 'SeriesNumber': number + 1,
         'InstanceNumber': k + 1, 'Manufacturer': 'aigc_jax',
-        'ImageType': ['DERIVED', 'SECONDARY', 'LOCALIZER' if image_type[2:3] == ['LOCALIZER'] else 'AXIAL'],
+        'ImageType': ['DERIVED', 'SECONDARY', 'AXIAL'],  # scouts never get here (scans skips them)
         'SeriesDescription': f'DENOISED {denoiser.description}'[:64],
         'DerivationDescription': f'Denoised by aigc_jax {denoiser.description}'[:1024]})
     pydicom.dcmwrite(os.path.join(folder, f'IMG{k:04d}.dcm'), ds, enforce_file_format=True)

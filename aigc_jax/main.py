@@ -45,10 +45,10 @@ def main(argv):
                                process_id=FLAGS.process_id, heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_s)
   # Repo root on the path, so `configs/*.py` can import `configs.common` wherever the command runs.
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from aigc_jax import checkpoint, metrics, train  # after distributed init: they must not touch devices first
+  from aigc_jax import checkpoint_noise, metrics, train  # after distributed init: they must not touch devices first
 
   metrics.quiet_library_logs()
-  checkpoint.quiet_background_tracebacks()
+  checkpoint_noise.quiet_background_tracebacks()
   if FLAGS.compile_only:
     report = train.compile_report(FLAGS.config)
     if jax.process_index() == 0:

@@ -19,6 +19,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from aigc_jax import checkpoint
+from aigc_jax import checkpoint_noise
 from checkpoint_kill_helper import PHASES, fault_state
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -268,7 +269,7 @@ def test_an_unwritable_checkpoints_folder_is_named(tmp_path, monkeypatch):
 def test_orbax_background_tracebacks_become_one_line_and_its_leftovers_print_nothing(monkeypatch):
   """What a failing asynchronous save prints besides its error (seen on a full tmpfs): orbax's thread errors with
   tracebacks, asyncio's 'exception was never retrieved', 'Event loop is closed' from tensorstore callbacks."""
-  keep = checkpoint._OneLineLibraryErrors()  # pylint: disable=protected-access
+  keep = checkpoint_noise.OneLineLibraryErrors()
   first = 'RESOURCE_EXHAUSTED: Error writing "w/0" in OCDBT database at ".../4.orbax-checkpoint-tmp"'
   error = ValueError(first + '\nsecond line')
   orbax_file = os.path.join(os.path.dirname(ocp.__file__), 'future.py')
@@ -283,7 +284,7 @@ def test_orbax_background_tracebacks_become_one_line_and_its_leftovers_print_not
   assert keep.filter(ours) and ours.exc_info is not None  # anything else is left as it is
   seen = []
   monkeypatch.setattr(sys, 'unraisablehook', seen.append)
-  checkpoint._mute_orbax_leftovers()  # pylint: disable=protected-access
+  checkpoint_noise.mute_orbax_leftovers()
   closed = types.SimpleNamespace(exc_value=RuntimeError('Event loop is closed'), object=None)
   other = types.SimpleNamespace(exc_value=RuntimeError('something else'), object=None)
   sys.unraisablehook(closed)
