@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from aigc_jax import runtime
+from aigc_jax.core import runtime
 
 runtime.apply(__name__)  # before jax is imported; a command re-executes itself once (runtime.py)
 
@@ -81,9 +81,10 @@ def peak_mem_mb() -> float:
 
 def run(config, *, steps: int = 10, warmup: int = 2, sample_images: int = 16, data_batches: int = 20) -> dict:
   """Every figure of the module doc for `config` (a training config)."""
-  from aigc_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
+  from aigc_jax import registry  # pylint: disable=g-import-not-at-top
+  from aigc_jax.core import checkpoint, sharding, train  # pylint: disable=g-import-not-at-top
   from aigc_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  s = train._setup(config)  # pylint: disable=protected-access
+  s = train._setup(config, registry.build_task(config), registry.build_data(config))  # pylint: disable=protected-access
   batch_specs = {k: s.batch_sharding for k in s.spec}
   t0 = time.perf_counter()
   compiled = s.step_fn.lower(s.abstract_state, checkpoint.abstract_with_shardings(s.spec, batch_specs)).compile()
@@ -96,7 +97,7 @@ def run(config, *, steps: int = 10, warmup: int = 2, sample_images: int = 16, da
                  compiler_options={'xla_backend_optimization_level': 0})
   state = init(jax.random.PRNGKey(config.seed))
   it = iter(pipeline.make_dataset(config.data, batch_size=config.batch_size, process_index=0, process_count=1))
-  batch = pipeline.make_global_batch(next(it), s.batch_sharding)  # one real batch: the step alone is timed
+  batch = sharding.make_global_batch(next(it), s.batch_sharding)  # one real batch: the step alone is timed
   times = []
   for i in range(warmup + steps):
     t0 = time.perf_counter()
@@ -154,8 +155,8 @@ def main(argv):
   if FLAGS.config is None:
     raise app.UsageError('--config is required, e.g. --config=configs/ct.py:monai')
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from aigc_jax import metrics  # pylint: disable=g-import-not-at-top
-  metrics.quiet_library_logs()
+  from aigc_jax.core import reporting  # pylint: disable=g-import-not-at-top
+  reporting.quiet_library_logs()
   r = run(FLAGS.config, steps=FLAGS.steps, warmup=FLAGS.warmup, sample_images=FLAGS.sample_images)
   rows = [('parameters', f'{r["params"]:,}'), ('batch × image', f'{r["batch"]} × {r["img"]}²'),
           ('devices', f'{r["devices"]} {r["platform"]} ({r["compute_dtype"]})'),

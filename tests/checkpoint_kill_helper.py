@@ -22,7 +22,7 @@ from orbax.checkpoint._src.path import deleter
 from orbax.checkpoint._src.serialization import serialization
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from aigc_jax import checkpoint  # noqa: E402
+from aigc_jax.core import checkpoint  # noqa: E402
 
 PHASES = ('tmp-folder-created', 'arrays-half-written', 'data-written-not-finalized',
           'marker-written-not-renamed', 'renamed-old-step-not-deleted', 'old-step-half-deleted')

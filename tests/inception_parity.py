@@ -7,7 +7,7 @@ r"""The PyTorch side of the InceptionV3 parity test (tests/test_inception.py), r
 
 Random weights (`random_state_dict`, numpy, seeded) go into pytorch-fid's FID InceptionV3, built as its
 `fid_inception_v3` builds it but without the download; its pool features of two fixed inputs are saved. The
-test loads the same weights into aigc_jax/inception.py and must reproduce them, with no torch in CI.
+test loads the same weights into aigc_jax/imaging/inception.py and must reproduce them, with no torch in CI.
 """
 
 import os
@@ -24,7 +24,7 @@ def random_state_dict(seed: int = 0) -> dict:
   sys.path.insert(0, os.path.dirname(HERE))
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from aigc_jax import inception  # pylint: disable=g-import-not-at-top
+  from aigc_jax.imaging import inception  # pylint: disable=g-import-not-at-top
   shapes = jax.eval_shape(inception.InceptionV3().init, jax.random.PRNGKey(0),
                           jnp.zeros((1, inception.SIZE, inception.SIZE, 3)))['params']
   rng = np.random.default_rng(seed)

@@ -18,8 +18,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from aigc_jax import checkpoint
-from aigc_jax import checkpoint_noise
+from aigc_jax.core import checkpoint
+from aigc_jax.core import checkpoint_noise
 from checkpoint_kill_helper import PHASES, fault_state
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from aigc_jax.data import acquisition
+from aigc_jax.imaging import acquisition
 from aigc_jax.data import phantom
 from aigc_jax.data import pipeline
 from aigc_jax.data import prepare
@@ -210,7 +210,7 @@ def test_prepared_dataset_feeds_the_pipeline_and_worker_processes_change_nothing
   assert pipeline.throughput(_data_config(), batch_size=8, num_batches=4, warmup=1) > 0
   with pytest.raises(ValueError, match='data_dir'):
     pipeline.make_source(_data_config(name='tfds:ph32'))
-  with pytest.raises(FileNotFoundError, match='aigc_jax.data.prepare'):
+  with pytest.raises(FileNotFoundError, match='aigc_jax.prepare'):
     pipeline.make_source(_data_config(name='tfds:nothing_here', data_dir=str(tmp_path)))
   with pytest.raises(ValueError, match='no split'):
     pipeline.make_source(_data_config(name='tfds:ph32', data_dir=str(tmp_path), split='test'))

@@ -18,11 +18,11 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 import pytest
 
-from aigc_jax import export
-from aigc_jax import train
+from aigc_jax.imaging import export
+from aigc_jax import experiment
 from aigc_jax.data import phantom
 from aigc_jax.data import prepare
-from aigc_jax.data import scans
+from aigc_jax.imaging import scans
 import scan_files
 from configs import ct_denoise
 
@@ -193,7 +193,7 @@ def pipeline(tmp_path_factory):
   from aigc_jax import denoise  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp('deid')
   run, inp = root / 'run', root / 'input'
-  train.train_and_evaluate(ct_denoise.get_config('test'), str(run))
+  experiment.train_and_evaluate(ct_denoise.get_config('test'), str(run))
   for folder, patient, study, frame in SERIES:
     for k in range(2):
       scan_files.write(_planted_slice(folder, patient, study, frame, k),
@@ -325,7 +325,7 @@ def test_denoised_nifti_header_is_written_fresh_with_the_input_geometry(pipeline
 def test_allowed_attributes_are_remade_from_their_numbers_and_malformed_ones_dropped_silently(caplog):
   from pydicom.dataelem import RawDataElement  # pylint: disable=g-import-not-at-top
   from pydicom.tag import Tag  # pylint: disable=g-import-not-at-top
-  from aigc_jax.data import deid  # pylint: disable=g-import-not-at-top
+  from aigc_jax.imaging import deid  # pylint: disable=g-import-not-at-top
   ds = Dataset()
   for keyword, vr, raw in (('KVP', 'DS', b'PLANTED '), ('PatientPosition', 'CS', b'PLANTED '),
                            ('WindowCenter', 'DS', b'40\\PLANTED '), ('WindowWidth', 'DS', b'400 '),

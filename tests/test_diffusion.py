@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from aigc_jax import diffusion
-from aigc_jax import flow
-from aigc_jax import tasks
+from aigc_jax.objectives import diffusion
+from aigc_jax.objectives import flow
+from aigc_jax import registry
 from aigc_jax.tasks import diffusion as task_lib
 from tiny_config import tiny_config
 
@@ -181,7 +181,7 @@ def test_conditional_flow_task_trains_and_samples_with_guidance():
   c = tiny_config(**{'task.objective': 'flow', 'task.sampler': 'heun', 'task.sample_steps': 2,
                      'task.condition_on': 'lesion', 'model.num_classes': 2, 'task.guidance': 2.0,
                      'data.labels': ('lesion',)})
-  task = tasks.build(c)
+  task = registry.build_task(c)
   batch = {'image': jnp.zeros((4, 16, 16, 1)), 'lesion': jnp.array([0, 1, 0, 1], jnp.int32)}
   params = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
   assert params['class_embed']['embedding'].shape[0] == 3  # two classes and the "no label" token
@@ -190,11 +190,11 @@ def test_conditional_flow_task_trains_and_samples_with_guidance():
   x = jax.jit(lambda p: task.sample(p, jax.random.PRNGKey(2), (4, 16, 16, 1), labels=jnp.array([0, 1, 0, 1])))(params)
   assert x.shape == (4, 16, 16, 1) and float(jnp.max(jnp.abs(x))) <= 1.0
   with pytest.raises(ValueError, match='data.labels'):
-    tasks.build(tiny_config(**{'task.condition_on': 'lesion', 'model.num_classes': 2}))
+    registry.build_task(tiny_config(**{'task.condition_on': 'lesion', 'model.num_classes': 2}))
   with pytest.raises(ValueError, match='does not sample'):
-    tasks.build(tiny_config(**{'task.objective': 'flow'}))  # ddim is not a flow sampler
+    registry.build_task(tiny_config(**{'task.objective': 'flow'}))  # ddim is not a flow sampler
   with pytest.raises(ValueError, match='"v" or "x0"'):
-    tasks.build(tiny_config(**{'task.zero_terminal_snr': True}))
+    registry.build_task(tiny_config(**{'task.zero_terminal_snr': True}))
 
 
 @pytest.mark.parametrize('T', [50, 1000])
@@ -213,14 +213,14 @@ def test_timesteps_give_n_distinct_valid_steps_for_every_n(T, spacing):
 
 def test_conditioning_fields_that_would_sample_untrained_embeddings_are_refused():
   with pytest.raises(ValueError, match='condition_on is empty'):
-    tasks.build(tiny_config(**{'model.num_classes': 2}))
+    registry.build_task(tiny_config(**{'model.num_classes': 2}))
   with pytest.raises(ValueError, match='cond_dropout'):
-    tasks.build(tiny_config(**{'task.condition_on': 'lesion', 'model.num_classes': 2, 'data.labels': ('lesion',),
+    registry.build_task(tiny_config(**{'task.condition_on': 'lesion', 'model.num_classes': 2, 'data.labels': ('lesion',),
                                'task.cond_dropout': 0.0, 'task.guidance': 3.0}))
   with pytest.raises(ValueError, match='needs a conditional model'):
-    tasks.build(tiny_config(**{'task.guidance': 2.0}))
+    registry.build_task(tiny_config(**{'task.guidance': 2.0}))
   # Conditional sampling without guidance needs no unconditional embedding: allowed.
-  tasks.build(tiny_config(**{'task.condition_on': 'lesion', 'model.num_classes': 2, 'data.labels': ('lesion',),
+  registry.build_task(tiny_config(**{'task.condition_on': 'lesion', 'model.num_classes': 2, 'data.labels': ('lesion',),
                              'task.cond_dropout': 0.0}))
 
 
@@ -234,7 +234,7 @@ def unit_gaussian_oracle(schedule, prediction):
 
 
 def test_pixel_space_tasks_clip_and_draws_of_unbounded_spaces_keep_their_spread():
-  task = tasks.build(tiny_config(**{'task.schedule': 'cosine', 'task.timesteps': 1000}))
+  task = registry.build_task(tiny_config(**{'task.schedule': 'cosine', 'task.timesteps': 1000}))
   task.sample_steps, task.ddim_eta = 100, 1.0
   oracle, shape = unit_gaussian_oracle(task.schedule, task.prediction), (2048, 4)
   pixels = np.asarray(task.draw(oracle, jax.random.PRNGKey(0), shape))

@@ -7,7 +7,7 @@ import pydicom
 from pydicom import pixels
 import pytest
 
-from aigc_jax import export
+from aigc_jax.imaging import export
 from aigc_jax.data import prepare
 from aigc_jax.data import records
 

@@ -58,3 +58,12 @@ def test_no_import_circle_and_commands_are_leaves():
 
   for m in sorted(graph):
     visit(m)
+
+
+def test_core_knows_no_modality_and_no_family():
+  """The spine (aigc_jax.core) imports only itself: no imaging, data, task, model, objective or command module,
+  so a text family reuses it unchanged."""
+  modules = _modules()
+  offenders = {f'{m} imports {d}' for m, p in modules.items() if m.startswith('aigc_jax.core')
+               for d in _imports(p, set(modules)) if not d.startswith('aigc_jax.core')}
+  assert not offenders, offenders

@@ -4,7 +4,7 @@ tests/inception_parity.py with torch), and bad weight files are named."""
 import numpy as np
 import pytest
 
-from aigc_jax import inception
+from aigc_jax.imaging import inception
 import inception_parity
 
 

@@ -204,7 +204,7 @@ def test_a_thousand_fuzzed_files_run_through_the_command_with_bounded_memory(tmp
   num = make_corpus(inp / 'fuzz', 1000, seed=2024)
   out = tmp_path / 'out'
   env = {**os.environ, 'PYTHONPATH': os.getcwd()}
-  proc = subprocess.Popen([sys.executable, '-m', 'aigc_jax.data.prepare', f'--input={inp}', f'--output={out}',
+  proc = subprocess.Popen([sys.executable, '-m', 'aigc_jax.prepare', f'--input={inp}', f'--output={out}',
                            '--name=fuzz', '--size=0', '--val_fraction=0', '--test_fraction=0'],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
   stdout, stderr = _communicate(proc, timeout=1200)

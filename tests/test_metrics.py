@@ -5,12 +5,12 @@ import os
 
 import numpy as np
 
-from aigc_jax import metrics
+from aigc_jax.core import reporting
 
 
 def test_tensorboard_viewer_reads_our_scalars_and_images(tmp_path):
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
-  writer = metrics.Writer(str(tmp_path))
+  writer = reporting.Writer(str(tmp_path))
   for step in (1, 2, 3):
     writer.scalars(step, {'train/loss': 1.0 / step, 'eval/psnr_db': 30.0 + step})
   writer.image(3, 'samples/samples', np.full((8, 12, 3), 0.5, np.float32))

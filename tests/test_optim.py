@@ -5,7 +5,7 @@ import optax
 import pytest
 import ml_collections
 
-from aigc_jax import optim
+from aigc_jax.core import optim
 
 
 def _params():
@@ -95,8 +95,46 @@ def test_schedule_warms_up_then_decays_to_end_factor():
 
 
 def test_unknown_optimizer_names_the_field():
-  with pytest.raises(ValueError, match='config.optim.name'):
-    optim.make_optimizer(_optim_config(name='adamax'), num_steps=10)
+  with pytest.raises(ValueError, match='config.optim.name.*scale_by_adamm'):
+    optim.make_optimizer(_optim_config(name='adamm'), num_steps=10)
+
+
+def test_any_optax_direction_by_name_matches_optax():
+  """name='lion' is optax.scale_by_lion with the config's b1, b2: the same updates as optax.lion."""
+  params = {'w': jnp.arange(4.0).reshape(2, 2)}
+  cfg = _optim_config(name='lion', b1=0.9, b2=0.99, warmup_steps=0, end_lr_factor=1.0, weight_decay=0.0,
+                      grad_clip_norm=0.0, learning_rate=0.01)
+  ours, _ = optim.make_optimizer(cfg, num_steps=10)
+  ref = optax.lion(0.01, b1=0.9, b2=0.99, weight_decay=0.0)  # ours decays in its own transformation
+  s1, s2 = ours.init(params), ref.init(params)
+  for i in range(3):
+    g = jax.tree.map(lambda p, i=i: jnp.sin(p + i), params)
+    u1, s1 = ours.update(g, s1, params)
+    u2, s2 = ref.update(g, s2, params)
+    np.testing.assert_allclose(u1['w'], u2['w'], rtol=1e-6)
+  cfg.extra = ml_collections.ConfigDict({'nesterov': True})
+  with pytest.raises(ValueError, match='nesterov'):
+    optim.make_optimizer(cfg, num_steps=10)  # a keyword scale_by_lion does not take: named
+
+
+def test_frozen_paths_get_no_update_and_no_state():
+  params = {'enc': {'w': jnp.ones((2, 2)), 'b': jnp.ones(2)}, 'dec': {'w': jnp.ones((2, 2))}}
+  cfg = _optim_config(warmup_steps=0, end_lr_factor=1.0, learning_rate=0.1)
+  cfg.frozen = ('enc',)
+  tx, _ = optim.make_optimizer(cfg, num_steps=10, params=params)
+  state = tx.init(params)
+  updates, _ = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
+  assert all(float(jnp.abs(u).max()) == 0 for u in jax.tree.leaves(updates['enc']))
+  assert float(jnp.abs(updates['dec']['w']).max()) > 0
+  # Adam's two moments exist for 'dec' only: the frozen subtree holds no optimizer state.
+  state_leaves = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state))
+  assert state_leaves < 3 * 4 + 10, state_leaves
+  sub, _ = optim.make_optimizer(cfg, num_steps=10, params=params, frozen=('dec/w',))  # a task's own, added
+  u, _ = sub.update(jax.tree.map(jnp.ones_like, params), sub.init(params), params)
+  assert float(jnp.abs(u['dec']['w']).max()) == 0
+  cfg.frozen = ('encoder',)
+  with pytest.raises(ValueError, match="frozen names 'encoder'"):
+    optim.make_optimizer(cfg, num_steps=10, params=params)  # a typo would silently train everything
 
 
 def test_groups_give_each_network_its_own_optimizer():
@@ -123,8 +161,8 @@ class _ConstantGradTask:
 
 
 def test_ema_warms_up_before_reaching_its_decay():
-  from aigc_jax import train  # pylint: disable=g-import-not-at-top
-  from aigc_jax import train_state  # pylint: disable=g-import-not-at-top
+  from aigc_jax.core import train  # pylint: disable=g-import-not-at-top
+  from aigc_jax.core import train_state  # pylint: disable=g-import-not-at-top
   tx = optax.sgd(1.0)
   state = train_state.create({'w': jnp.zeros(3)}, tx, jax.random.PRNGKey(0))
   step = jax.jit(lambda s: train.train_step(s, {}, task=_ConstantGradTask(), tx=tx,

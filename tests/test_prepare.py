@@ -13,7 +13,7 @@ from pydicom.uid import generate_uid
 import pytest
 import scan_files
 
-from aigc_jax.data import geometry
+from aigc_jax.imaging import geometry
 from aigc_jax.data import prepare
 from aigc_jax.data import records
 
@@ -69,7 +69,7 @@ def test_ct_series_are_ordered_converted_to_hu_skipped_with_reasons_and_de_ident
   inp = _ct_input(str(tmp_path))
   out = str(tmp_path / 'tfds')
   env = {**os.environ, 'PYTHONPATH': os.getcwd()}
-  proc = subprocess.run([sys.executable, '-m', 'aigc_jax.data.prepare', f'--input={inp}', f'--output={out}',
+  proc = subprocess.run([sys.executable, '-m', 'aigc_jax.prepare', f'--input={inp}', f'--output={out}',
                          '--name=ct_in', '--size=0', '--val_fraction=0', '--test_fraction=0'],
                         capture_output=True, text=True, env=env, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -150,7 +150,7 @@ def test_nothing_usable_exits_1_and_bad_arguments_are_named(tmp_path):
   os.makedirs(inp)
   (inp / 'readme.txt').write_text('no scans here')
   env = {**os.environ, 'PYTHONPATH': os.getcwd()}
-  run = lambda *a: subprocess.run([sys.executable, '-m', 'aigc_jax.data.prepare', *a], capture_output=True,
+  run = lambda *a: subprocess.run([sys.executable, '-m', 'aigc_jax.prepare', *a], capture_output=True,
                                   text=True, env=env, timeout=300)
   proc = run(f'--input={inp}', f'--output={tmp_path / "out"}', '--name=empty')
   assert proc.returncode == 1 and 'Nothing written' in proc.stdout

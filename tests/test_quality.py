@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from aigc_jax import quality
+from aigc_jax.imaging import quality
 from aigc_jax.data import phantom
 
 

@@ -4,11 +4,11 @@ import os
 import subprocess
 import sys
 
-from aigc_jax import runtime
+from aigc_jax.core import runtime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Prints the tunables the process ended up with and how many times it started.
-SCRIPT = ('import os, sys; print("start", flush=True); from aigc_jax import runtime; runtime.apply("__main__"); '
+SCRIPT = ('import os, sys; print("start", flush=True); from aigc_jax.core import runtime; runtime.apply("__main__"); '
           'print(os.environ.get("GLIBC_TUNABLES"), sys.argv[1:])')
 
 
@@ -41,7 +41,7 @@ def test_xla_flag_default_yields_to_the_users_choice(monkeypatch):
 
 LIBRARY_USE = ('import os; before = dict(os.environ); '
                'import aigc_jax.main, aigc_jax.sample, aigc_jax.evaluate, aigc_jax.denoise, aigc_jax.train_features, '
-               'aigc_jax.benchmark, aigc_jax.tasks, aigc_jax.data.prepare; '
+               'aigc_jax.benchmark, aigc_jax.tasks, aigc_jax.prepare, aigc_jax.registry, aigc_jax.experiment; '
                'print([os.environ.get(k) for k in ("XLA_FLAGS", "GLIBC_TUNABLES")])')
 
 
@@ -56,7 +56,7 @@ def test_importing_any_module_leaves_the_process_environment_alone():
 
 def test_known_failures_end_a_command_with_one_message_and_status_1(caplog):
   import pytest  # pylint: disable=g-import-not-at-top
-  from aigc_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from aigc_jax.core import checkpoint  # pylint: disable=g-import-not-at-top
 
   def broken(argv):
     raise checkpoint.CheckpointError('no checkpoint of runs/x restores: step 4 (data corrupt)')

@@ -15,7 +15,7 @@ from pydicom import uid
 import pytest
 import scan_files
 
-from aigc_jax.data import scans
+from aigc_jax.imaging import scans
 
 NIB_DATA = os.path.join(os.path.dirname(nib.__file__), 'tests', 'data')
 

@@ -6,10 +6,11 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec as P
 import pytest
 
+from aigc_jax import registry
 from aigc_jax import models
-from aigc_jax import optim
-from aigc_jax import sharding
-from aigc_jax import train_state
+from aigc_jax.core import optim
+from aigc_jax.core import sharding
+from aigc_jax.core import train_state
 from tiny_config import tiny_config
 
 
@@ -63,12 +64,11 @@ def test_every_unet_kernel_is_named_and_adam_moments_follow_their_parameters():
 
 def test_per_network_optimizer_state_follows_its_parameters():
   from configs import ct_gan  # pylint: disable=g-import-not-at-top
-  from aigc_jax import tasks  # pylint: disable=g-import-not-at-top
   from aigc_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   c = ct_gan.get_config('test')
   c.mesh.fsdp, c.mesh.fsdp_min_size = 2, 0
   mesh = sharding.make_mesh(c.mesh)
-  task = tasks.build(c)
+  task = registry.build_task(c)
   tx, _ = optim.make_optimizer(c.optim, c.num_steps)
   spec = pipeline.batch_spec(c.data, c.batch_size)
   key = jax.random.PRNGKey(0)

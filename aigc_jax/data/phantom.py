@@ -14,7 +14,7 @@ noiseless slice is what the acquisition model (`acquisition.py`) projects for lo
 
 import numpy as np
 
-from aigc_jax.data import acquisition
+from aigc_jax.imaging import acquisition
 
 HU_AIR = -1000.0
 HU_LUNG = -850.0

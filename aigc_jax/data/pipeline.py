@@ -2,7 +2,7 @@
 arrays.
 
 Sources (`config.data.name`): 'phantom_ct', the built-in procedural CT (with `pairs=True`, low-/full-dose
-pairs from the acquisition model), or 'tfds:NAME', a dataset written by `aigc_jax.data.prepare` and read
+pairs from the acquisition model), or 'tfds:NAME', a dataset written by `aigc_jax.prepare` and read
 without TensorFlow from `config.data.data_dir`. Batches hold 'image' (the windowed scan, [-1, 1]),
 'low_dose' for pairs, and the label keys listed in `config.data.labels`.
 
@@ -22,8 +22,8 @@ import ml_collections
 import numpy as np
 from scipy import ndimage
 
-from aigc_jax.data import acquisition
-from aigc_jax.data import geometry
+from aigc_jax.imaging import acquisition
+from aigc_jax.imaging import geometry
 from aigc_jax.data import phantom
 from aigc_jax.data import records
 
@@ -47,10 +47,10 @@ def make_source(config: ml_collections.ConfigDict):
   if config.name.startswith('tfds:'):
     if not config.data_dir:
       raise ValueError(f'config.data.name={config.name!r} needs --config.data.data_dir=<the --output given '
-                       'to aigc_jax.data.prepare>.')
+                       'to aigc_jax.prepare>.')
     return records.TfdsSource(config.name[len('tfds:'):], data_dir=config.data_dir, split=config.split)
   raise ValueError(f'config.data.name={config.name!r} is not a data source; use "phantom_ct" or '
-                   '"tfds:<name>" (a dataset written by python -m aigc_jax.data.prepare).')
+                   '"tfds:<name>" (a dataset written by python -m aigc_jax.prepare).')
 
 
 def window(hu: np.ndarray, lo: float, hi: float) -> np.ndarray:
@@ -183,7 +183,7 @@ def held_out_source(config: ml_collections.ConfigDict, reference: str = '', data
   data_dir = data_dir or config.data_dir
   if not data_dir:
     raise ValueError(f'--reference={name}: give the dataset\'s folder with --data_dir=DIR (the --output given '
-                     'to aigc_jax.data.prepare).')
+                     'to aigc_jax.prepare).')
   dataset = name[len('tfds:'):]
   own = name == config.name and os.path.abspath(data_dir) == os.path.abspath(config.data_dir or '.')
   splits = records.info(dataset, data_dir).splits
@@ -207,7 +207,7 @@ def _held_out_examples(config, num, reference, data_dir, split, pairs):
   src, name = held_out_source(config, reference, data_dir, split, num=num, pairs=pairs)
   if len(src) < num:
     raise ValueError(f'{name} has {len(src)} examples, fewer than the {num} asked for: lower --num '
-                     '(evaluate) or config.task.num_samples (training).')
+                     '(evaluate) or the evaluator\'s num (config.evals.<name>.num).')
   return [src[i] for i in range(num)], name
 
 
@@ -247,32 +247,45 @@ def held_out_pairs(config: ml_collections.ConfigDict, num: int, reference: str =
           np.stack([_fit(config, e['hu']) for e in examples]))
 
 
-def monitor_hu(config: ml_collections.ConfigDict, num: int) -> tuple[np.ndarray, str]:
-  """([num, H, W] HU, where from) for training-time grids and scores: the held-out slices of `held_out_hu`,
-  or, for a prepared dataset without a held-out split, its first training slices (said in the second value,
-  so the log never passes them off as held out). Training should not refuse to start over a monitor."""
+def _monitor_source(config: ml_collections.ConfigDict, num: int, pairs: bool = False) -> tuple[object, str, int]:
+  """(source, where from, count) of what training-time evaluators measure on: `held_out_source`'s held-out
+  data, else the first training examples (said in the name, so the log never passes them off as held out);
+  fewer than `num` where that is all there is (said too). Training should not refuse to start over a monitor."""
   try:
-    src, name = held_out_source(config, num=num)
+    src, name = held_out_source(config, num=num, pairs=pairs)
   except ValueError:
     src, name = make_source(config), f'{config.name} training split (no held-out split to monitor on)'
+  if not len(src):
+    raise ValueError(f'{name} has no examples for the evaluators of config.evals to measure on.')
   if len(src) < num:
-    raise ValueError(f'{name} has {len(src)} examples, fewer than config.task.num_samples={num}; lower it.')
-  return np.stack([_fit(config, src[i]['hu']) for i in range(num)]), name
+    name = f'{name}, all {len(src)} of its examples (fewer than the {num} asked for)'
+  return src, name, min(num, len(src))
+
+
+def monitor_hu(config: ml_collections.ConfigDict, num: int) -> tuple[np.ndarray, str]:
+  """([≤ num, H, W] HU, where from) for training-time grids and scores (`_monitor_source`)."""
+  src, name, n = _monitor_source(config, num)
+  return np.stack([_fit(config, src[i]['hu']) for i in range(n)]), name
+
+
+def monitor_examples(config: ml_collections.ConfigDict, num: int) -> tuple[dict[str, np.ndarray], str]:
+  """(batch, where from) of ≤ `num` examples as the trainer is served them, unaugmented ('image' windowed at
+  the training size and the keys of `config.labels`), from `_monitor_source`."""
+  src, name, n = _monitor_source(config, num)
+  fn = _to_example(config)
+  examples = [fn(src[i]) for i in range(n)]
+  return {k: np.stack([e[k] for e in examples]) for k in examples[0]}, name
 
 
 def monitor_pairs(config: ml_collections.ConfigDict, num: int) -> tuple[np.ndarray, np.ndarray, str]:
   """(low, full, where from) as `monitor_hu`, for restoration: held-out pairs, else the first training pairs."""
-  try:
-    low, full = held_out_pairs(config, num)
-    return low, full, 'held out'
-  except ValueError:
-    src = make_source(config)
-    if len(src) < num or 'hu_low' not in src[0]:
-      raise
-    examples = [src[i] for i in range(num)]
-    return (np.stack([_fit(config, e['hu_low']) for e in examples]),
-            np.stack([_fit(config, e['hu']) for e in examples]),
-            f'{config.name} training split (no held-out split to monitor on)')
+  src, name, n = _monitor_source(config, num, pairs=True)
+  examples = [src[i] for i in range(n)]
+  if 'hu_low' not in examples[0]:
+    raise ValueError(f'{name} has no low-dose images (key low_dose): restoration needs pairs '
+                     '(config.data.pairs=True, or a dataset prepared with --pairs).')
+  return (np.stack([_fit(config, e['hu_low']) for e in examples]),
+          np.stack([_fit(config, e['hu']) for e in examples]), name)
 
 
 def served_indices(config: ml_collections.ConfigDict, num_served: int) -> np.ndarray:
@@ -315,9 +328,30 @@ def throughput(config: ml_collections.ConfigDict, *, batch_size: int, num_batche
   return num_batches * batch_size / (time.perf_counter() - start)
 
 
-def make_global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:
-  """Per-process numpy batches → global arrays laid out by `sharding` (no gather through one host)."""
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+class CTSlices:
+  """The CT slices of `config.data` (the phantom or a prepared dataset) as the trainer takes a data source:
+  `batch_spec(batch_size)` and `make_dataset(batch_size=, process_index=, process_count=)`."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    return batch_spec(self.config, batch_size)
+
+  def make_dataset(self, **kwargs):
+    return make_dataset(self.config, **kwargs)
+
+
+def pixel_mm(config: ml_collections.ConfigDict) -> float:
+  """In-plane pixel size of the training images, for the exported geometry."""
+  if config.name.startswith('tfds:'):
+    meta = records.info(config.name[len('tfds:'):], config.data_dir).metadata
+    median = (meta.get('spacing_mm') or {}).get('median')
+    size = meta.get('size') or 0
+    if median and size:
+      return float(median[0]) * size / config.image_size
+    return 1.0
+  return float(config.fov_mm) / config.image_size
 
 
 def batch_spec(config: ml_collections.ConfigDict, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:

@@ -78,7 +78,7 @@ def info(name: str, data_dir: str):
   except Exception as e:  # TFDS raises several types for "not there"
     raise FileNotFoundError(
         f'No prepared dataset {name!r} under data_dir={data_dir!r} ({type(e).__name__}). Write it with '
-        f'`python -m aigc_jax.data.prepare --name={name} --output=<dir> ...` and set '
+        f'`python -m aigc_jax.prepare --name={name} --output=<dir> ...` and set '
         f'--config.data.data_dir=<dir>.') from None
 
 

@@ -7,7 +7,7 @@ used; all UIDs are new. Pixels are stored as unsigned 16-bit values v with HU = 
 (RescaleSlope 1, RescaleIntercept −1024), the usual CT encoding.
 
 `ct_dataset` and `nifti_image` build every file from nothing, here and in `aigc_jax.denoise` (which adds
-only the allow-listed attributes of its input, `aigc_jax.data.deid`), so no writer carries over a header.
+only the allow-listed attributes of its input, `aigc_jax.imaging.deid`), so no writer carries over a header.
 """
 
 import datetime

@@ -26,8 +26,8 @@ import warnings
 
 import numpy as np
 
-from aigc_jax.data import dicom_header as dh
-from aigc_jax.data.dicom_header import Skip
+from aigc_jax.imaging import dicom_header as dh
+from aigc_jax.imaging.dicom_header import Skip
 
 NIFTI_SUFFIXES = ('.nii', '.nii.gz')
 # Largest image one file may decode to: 512 × 512 × 2048 frames, 2 GiB as float32. A header claiming more is

@@ -1,6 +1,9 @@
-"""The one training loop: mesh → data → state → jit(step) → log / sample / checkpoint.
+"""The one training loop: mesh → data → state → jit(step) → log / evaluate / checkpoint.
 
-`train_and_evaluate(config, workdir)` is what `main.py` calls and what tests call directly.
+Modality-free: it is given a task (`aigc_jax/tasks/task.py`), a data source (`batch_spec`, `make_dataset`) and
+evaluators (`aigc_jax/core/evaluation.py`), and knows nothing of images or text.
+`aigc_jax.experiment.train_and_evaluate(config, workdir)` builds them from the config and calls
+`train_and_evaluate` here; that is what `main.py` and the tests call.
 """
 
 import dataclasses
@@ -15,16 +18,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax.experimental import multihost_utils
 
-from aigc_jax import checkpoint
-from aigc_jax import metrics as metrics_lib
-from aigc_jax import optim
-from aigc_jax import preemption
-from aigc_jax import sharding
-from aigc_jax import tasks
-from aigc_jax import train_state
-from aigc_jax.data import pipeline
+from aigc_jax.core import checkpoint
+from aigc_jax.core import evaluation
+from aigc_jax.core import optim
+from aigc_jax.core import preemption
+from aigc_jax.core import reporting
+from aigc_jax.core import sharding
+from aigc_jax.core import train_state
 
 
 def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], *, task: Any,
@@ -75,13 +76,11 @@ class _Setup:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.abstract.params))
 
 
-def _setup(config: ml_collections.ConfigDict) -> _Setup:
+def _setup(config: ml_collections.ConfigDict, task: Any, data: Any) -> _Setup:
   mesh = sharding.make_mesh(config.mesh)
   sharding.check_batch(config.batch_size, mesh)
   batch_sharding = sharding.batch_sharding(mesh)
-  task = tasks.build(config)
-  tx, lr_schedule = optim.make_optimizer(config.optim, config.num_steps)
-  spec = pipeline.batch_spec(config.data, config.batch_size)
+  spec = data.batch_spec(config.batch_size)
 
   def init_fn(rng):
     param_rng, state_rng = jax.random.split(rng)
@@ -89,7 +88,10 @@ def _setup(config: ml_collections.ConfigDict) -> _Setup:
     return train_state.create(nn.meta.unbox(task.init(param_rng, spec)), tx, state_rng)
 
   key = jax.random.PRNGKey(config.seed)
-  logical = nn.get_partition_spec(jax.eval_shape(task.init, key, spec))
+  boxed = jax.eval_shape(task.init, key, spec)
+  logical = nn.get_partition_spec(boxed)
+  tx, lr_schedule = optim.make_optimizer(config.optim, config.num_steps, nn.meta.unbox(boxed),
+                                         frozen=getattr(task, 'frozen', ()))
   abstract = jax.eval_shape(init_fn, key)
   state_shardings = sharding.state_shardings(abstract, logical, tx, mesh, config.mesh)
   step_fn = jax.jit(
@@ -98,7 +100,7 @@ def _setup(config: ml_collections.ConfigDict) -> _Setup:
   return _Setup(mesh, task, spec, init_fn, abstract, state_shardings, batch_sharding, step_fn)
 
 
-def compile_report(config: ml_collections.ConfigDict) -> dict[str, float]:
+def compile_report(config: ml_collections.ConfigDict, task: Any, data: Any) -> dict[str, float]:
   """Lowers and compiles the train step for the configured mesh without data or parameters.
 
   Shows an out-of-memory before hardware is rented: run it on the target machine type, or on a laptop with
@@ -108,7 +110,7 @@ def compile_report(config: ml_collections.ConfigDict) -> dict[str, float]:
     Per-device megabytes (arguments, outputs, temporaries, generated code, and their peak estimate), the
     step's GFLOP (XLA's cost analysis), parameter count, and the compile time.
   """
-  s = _setup(config)
+  s = _setup(config, task, data)
   t0 = time.perf_counter()
   compiled = s.step_fn.lower(s.abstract_state,
                              checkpoint.abstract_with_shardings(s.spec, {k: s.batch_sharding for k in s.spec})
@@ -133,37 +135,52 @@ def compile_report(config: ml_collections.ConfigDict) -> dict[str, float]:
   return report
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
-  """Trains `config` in `workdir`, resuming from the newest checkpoint there that restores; returns the final
-  state."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, task: Any, data: Any,
+                       evaluators: dict[str, evaluation.Evaluator] | None = None) -> train_state.TrainState:
+  """Trains `task` on `data` as `config` says, in `workdir`, resuming from the newest checkpoint there that
+  restores, and runs `evaluators` at their intervals; returns the final state.
+
+  `data` gives `batch_spec(batch_size)` and `make_dataset(batch_size=, process_index=, process_count=)` (a
+  grain iterator, checkpointed with the state).
+  """
   checkpoint.check_workdir(workdir)  # before the compile: a bad --workdir fails in a second
-  s = _setup(config)
-  task, spec, batch_sharding, step_fn = s.task, s.spec, s.batch_sharding, s.step_fn
+  evaluators = evaluators or {}
+  s = _setup(config, task, data)
+  batch_sharding, step_fn = s.batch_sharding, s.step_fn
   rng = jax.random.PRNGKey(config.seed)
   # Runs once: XLA's backend optimizations cost more (seconds of LLVM on the threefry bits) than they save.
   init_jit = jax.jit(s.init_fn, out_shardings=s.state_shardings,
                      compiler_options={'xla_backend_optimization_level': 0})
 
-  data_iter = iter(pipeline.make_dataset(config.data, batch_size=config.batch_size,
-                                         process_index=jax.process_index(), process_count=jax.process_count()))
+  data_iter = iter(data.make_dataset(batch_size=config.batch_size, process_index=jax.process_index(),
+                                     process_count=jax.process_count()))
   mngr = checkpoint.make_manager(workdir, config.checkpoint)
+  def fresh():
+    state = init_jit(rng)
+    params = task.pretrained(state.params)  # weights a task brings from elsewhere (a frozen first stage)
+    if params is state.params:
+      return state
+    put = lambda shardings: jax.device_put(jax.device_get(params), shardings)  # two buffers: both are donated
+    return state.replace(params=put(s.state_shardings.params), ema_params=put(s.state_shardings.ema_params))
+
   with checkpoint.closing_on_error(mngr):
     state, how = checkpoint.restore_or_init(mngr, abstract_state=s.abstract_state, data_iter=data_iter,
-                                            init_fn=lambda: init_jit(rng), init_from=config.init_from)
+                                            init_fn=fresh, init_from=config.init_from)
+    task.check_params(state.params)
   # Written once the checkpoints are known to fit this config: a mismatched rerun must not overwrite the
   # config.json that `aigc_jax.sample` and `evaluate` rebuild the existing checkpoints' model from.
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=1))
   start_step = int(state.step)
-  metrics_lib.log(f'{how} at step {start_step}; {s.num_params:,} parameters; mesh {dict(s.mesh.shape)}; '
+  reporting.log(f'{how} at step {start_step}; {s.num_params:,} parameters; mesh {dict(s.mesh.shape)}; '
                   f'{jax.device_count()} {jax.devices()[0].platform} devices, {jax.process_count()} processes.')
 
-  eval_fn = jax.jit(lambda params, key: task.evaluate(params, key, spec), out_shardings=batch_sharding)
+  eval_ctx = evaluation.Context(batch_sharding)
   all_finite = jax.jit(_all_finite)
 
-  writer = metrics_lib.Writer(workdir)
-  progress = metrics_lib.Progress(start_step, config.num_steps, config.batch_size)
+  writer = reporting.Writer(workdir)
+  progress = reporting.Progress(start_step, config.num_steps, config.batch_size)
   t_start = time.perf_counter()
   last_ckpt = mngr.latest_step()
   history = []
@@ -171,38 +188,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
   finished = False
   try:
     for step in range(start_step + 1, config.num_steps + 1):
-      batch = pipeline.make_global_batch(next(data_iter), batch_sharding)
+      batch = sharding.make_global_batch(next(data_iter), batch_sharding)
       state, step_metrics = step_fn(state, batch)
       history.append(step_metrics)
       is_last = step == config.num_steps
       if step == start_step + 1:  # keep compile time out of the throughput figures
         jax.block_until_ready(step_metrics)
-        metrics_lib.log(f'first step (compile + run) took {time.perf_counter() - t_start:.1f}s')
-        progress = metrics_lib.Progress(step, config.num_steps, config.batch_size)
+        reporting.log(f'first step (compile + run) took {time.perf_counter() - t_start:.1f}s')
+        progress = reporting.Progress(step, config.num_steps, config.batch_size)
       if step % config.sync_every == 0:
         jax.block_until_ready(step_metrics)  # bounds the dispatch queue (XLA:CPU collectives deadlock)
       if step % config.log_every == 0 or is_last:
         host = _mean_metrics(history)
         history = []
-        metrics_lib.check_finite(host, step, last_ckpt)
+        reporting.check_finite(host, step, last_ckpt)
         speed = progress.tick(step)
-        writer.scalars(step, {**{f'train/{k}': v for k, v in host.items()}, 'perf/img_per_s': speed['img_per_s'],
-                              'perf/steps_per_s': speed['steps_per_s']})
-        metrics_lib.log(metrics_lib.progress_line(step, config.num_steps, host, speed))
-      if step % config.sample_every == 0 or is_last:
+        writer.scalars(step, {**{f'train/{k}': v for k, v in host.items()},
+                              'perf/examples_per_s': speed['examples_per_s'], 'perf/steps_per_s': speed['steps_per_s']})
+        reporting.log(reporting.progress_line(step, config.num_steps, host, speed))
+      if any(ev.due(step, is_last) for ev in evaluators.values()):
         progress.pause()
-        _write_samples(eval_fn, task, state, writer, workdir, step)
+        evaluation.run_due(evaluators, state.ema_params, step, is_last, eval_ctx, writer, workdir)
         progress.resume()
       preempted = watcher.reached(step)  # every step, on every process
       if step % config.checkpoint_every == 0 or is_last or preempted:
         if not bool(all_finite(state.params)):
-          metrics_lib.check_finite({'params': float('nan')}, step, last_ckpt)
+          reporting.check_finite({'params': float('nan')}, step, last_ckpt)
         progress.pause()
         checkpoint.save(mngr, step, state, data_iter)
         progress.resume()
         last_ckpt = step
       if preempted:
-        metrics_lib.log(f'Preempted: saved checkpoint {step} and stopping; rerun the same command to resume.')
+        reporting.log(f'Preempted: saved checkpoint {step} and stopping; rerun the same command to resume.')
         break
     writer.flush()
     finished = True
@@ -214,19 +231,3 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train
       checkpoint.close(mngr, failing=not finished)  # raises SaveFailed if the last save failed
   return state
 
-
-def _write_samples(eval_fn, task, state, writer, workdir, step):
-  t0 = time.perf_counter()
-  key = jax.random.fold_in(jax.random.PRNGKey(0x5A3), step)  # fixed per step: reruns and resumes draw the same
-  # Samples are sharded over all processes' devices: gather them (every process takes part).
-  outputs = multihost_utils.process_allgather(eval_fn(state.ema_params, key), tiled=True)
-  for name, images in outputs.items():
-    grid = metrics_lib.image_grid(images)
-    writer.image(step, f'samples/{name}', grid)
-    if jax.process_index() == 0:
-      metrics_lib.save_png(os.path.join(workdir, 'samples', f'{name}_{step:07d}.png'), grid)
-  quality = task.sample_metrics(jax.device_get(outputs)) if jax.process_index() == 0 else {}
-  if quality:
-    writer.scalars(step, {f'eval/{k}': v for k, v in quality.items()})
-  metrics_lib.log(f'wrote {", ".join(outputs)} at step {step} in {time.perf_counter() - t0:.1f}s'
-                  + ''.join(f'; {k} {v:.4g}' for k, v in quality.items()))

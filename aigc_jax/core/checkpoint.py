@@ -38,8 +38,8 @@ import ml_collections
 import orbax.checkpoint as ocp
 from etils import epath
 
-from aigc_jax import checkpoint_noise
-from aigc_jax.checkpoint_noise import first_line as _first_line
+from aigc_jax.core import checkpoint_noise
+from aigc_jax.core.checkpoint_noise import first_line as _first_line
 
 ITEMS = ('state', 'data')
 COMMIT_MARKER = 'commit_success.txt'  # orbax's marker of a finished save, in the step and in each item
@@ -346,9 +346,11 @@ def _checkpoints_dir(path: str) -> epath.Path:
   return p / 'checkpoints' if (p / 'checkpoints').is_dir() else p
 
 
-def restore_params(path: str, target: dict[str, Any], *, flag: str = 'config.init_from') -> dict[str, Any]:
+def restore_params(path: str, target: dict[str, Any], *, flag: str = 'config.init_from', step: int = 0
+                   ) -> dict[str, Any]:
   """Reads only the entries of `target` (e.g. {'params', 'ema_params'}) from the newest checkpoint at `path`
-  that restores (broken newer ones are named in the log and left in place: this only reads).
+  that restores (broken newer ones are named in the log and left in place: this only reads), or from
+  checkpoint `step` when it is nonzero (refused, naming the steps there, when it is not one of them).
 
   The result also holds 'step', the checkpoint's step. `flag` names the setting that gave `path`, for errors.
   """
@@ -362,12 +364,17 @@ def restore_params(path: str, target: dict[str, Any], *, flag: str = 'config.ini
     steps = mngr.all_steps()
     if not steps:
       raise MissingCheckpoint(f'{flag}={path!r}: no checkpoint in {directory}.')
+    if step:
+      if step not in steps:
+        raise MissingCheckpoint(f'{flag}={path!r}: no checkpoint of step {step} in {directory} (it has '
+                                f'{sorted(steps)}).')
+      steps = [step]
 
-    def restore(step):
-      logging.info('Reading %s from %s step %d.', sorted(target), directory, step)
+    def restore(at):
+      logging.info('Reading %s from %s step %d.', sorted(target), directory, at)
       args = ocp.args.PyTreeRestore(target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
                                     partial_restore=True)
-      return mngr.restore(step, args=ocp.args.Composite(state=args))['state']
+      return mngr.restore(at, args=ocp.args.Composite(state=args))['state']
 
     step, restored, broken = newest_restorable(directory, steps, restore, target=target, items=('state',),
                                                partial=True, context=context)

@@ -72,10 +72,10 @@ def exits_cleanly(main):
   to do, and a traceback (plus orbax's background threads' own) would bury it."""
   def wrapped(argv):
     from absl import logging  # pylint: disable=g-import-not-at-top
-    from aigc_jax import checkpoint, metrics  # pylint: disable=g-import-not-at-top  # after the flags above
+    from aigc_jax.core import checkpoint, reporting  # pylint: disable=g-import-not-at-top  # after the flags above
     try:
       return main(argv)
-    except (checkpoint.CheckpointError, metrics.NonFiniteLossError) as e:
+    except (checkpoint.CheckpointError, reporting.NonFiniteLossError) as e:
       logging.error('%s', e)
       sys.exit(1)
   return wrapped

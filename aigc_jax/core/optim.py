@@ -7,8 +7,17 @@ The decoupled weight decay of Loshchilov & Hutter is
 with the *same* learning-rate schedule η as the gradient step. `decoupled_weight_decay` adds exactly the
 `− η λ θ` term to whatever update the base optimizer produced, so it composes with SGD, Adam or anything
 else, and with masks that leave biases and normalization scales alone.
+
+The base direction is named by optax: `config.optim.name = 'adam'` is `optax.scale_by_adam`, 'lion'
+`optax.scale_by_lion`, 'rms' `optax.scale_by_rms`, and so on for every `optax.scale_by_<name>`; the fields
+b1, b2, eps (and `config.optim.extra`, a dict of further keywords) go to it where it takes them. 'sgd' is
+`optax.trace(momentum)` (plain SGD with momentum 0).
+
+`config.optim.frozen` lists parameter paths ('vae', or 'encoder/conv_0'): those leaves get no update and no
+optimizer state (a frozen first stage, a pretrained encoder kept fixed).
 """
 
+import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -74,21 +83,60 @@ def _chain(config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax
   parts = []
   if config.grad_clip_norm > 0:
     parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
-  if config.name == 'adam':
-    parts.append(optax.scale_by_adam(b1=config.b1, b2=config.b2, eps=config.eps))
-  elif config.name == 'sgd':
-    if config.momentum:
-      parts.append(optax.trace(decay=config.momentum))
-  else:
-    raise ValueError(f'config.optim.name={config.name!r} is not an optimizer here; use "adam" or "sgd".')
+  parts.append(base_direction(config))
   parts.append(optax.scale_by_learning_rate(schedule))
   if config.weight_decay:
     parts.append(decoupled_weight_decay(config.weight_decay, schedule, mask=decay_mask))
   return optax.chain(*parts)
 
 
+def base_direction(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """`optax.scale_by_<config.name>` with the fields it takes (b1, b2, eps, `extra`); 'sgd': momentum."""
+  if config.name == 'sgd':
+    return optax.trace(decay=config.momentum) if config.momentum else optax.identity()
+  fn = getattr(optax, f'scale_by_{config.name}', None)
+  if fn is None:
+    names = sorted(n[len('scale_by_'):] for n in dir(optax) if n.startswith('scale_by_'))
+    raise ValueError(f'config.optim.name={config.name!r}: optax has no scale_by_{config.name}; use "sgd" or one '
+                     f'of {names}.')
+  accepted = inspect.signature(fn).parameters
+  kwargs = {k: config[k] for k in ('b1', 'b2', 'eps') if k in accepted}
+  extra = dict(config.get('extra') or {})
+  unknown = sorted(set(extra) - set(accepted))
+  if unknown:
+    raise ValueError(f'config.optim.extra has {unknown}, which optax.scale_by_{config.name} does not take; it '
+                     f'takes {sorted(accepted)}.')
+  return fn(**{**kwargs, **extra})
+
+
+def _path(path) -> str:
+  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path)
+
+
+def labels(params: Any, groups: Any, frozen: tuple[str, ...] = ()) -> Any:
+  """Each leaf labelled 'frozen' when its path ('a/b/c') is or lies under one in `frozen`, else its top-level
+  key when `groups` names it, else 'default'."""
+  def label(path, _):
+    p = _path(path)
+    if any(p == f or p.startswith(f + '/') for f in frozen):
+      return 'frozen'
+    top = p.split('/', 1)[0]
+    return top if isinstance(params, dict) and top in groups else 'default'
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def check_frozen(params: Any, frozen: tuple[str, ...]) -> None:
+  """Refuses a frozen path that names no parameter (a typo would silently train everything)."""
+  paths = [_path(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+  for f in frozen:
+    if not any(p == f or p.startswith(f + '/') for p in paths):
+      tops = sorted({p.split('/', 1)[0] for p in paths})
+      raise ValueError(f'config.optim.frozen names {f!r}, which is no parameter path; top-level keys: {tops} '
+                       '(paths are joined with "/").')
+
+
 def _group_config(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
-  merged = ml_collections.ConfigDict({k: v for k, v in config.items() if k != 'groups'})
+  merged = ml_collections.ConfigDict({k: v for k, v in config.items() if k not in ('groups', 'frozen')})
   for key, value in config.groups[name].items():
     if key not in merged:
       raise ValueError(f'config.optim.groups.{name}.{key} is not an optimizer field; use one of '
@@ -97,27 +145,27 @@ def _group_config(config: ml_collections.ConfigDict, name: str) -> ml_collection
   return merged
 
 
-def top_level_labels(params: Any, groups: Any) -> dict[str, Any]:
-  """Each leaf labelled with its top-level key when `groups` names it, else 'default'."""
-  if not isinstance(params, dict):
-    return jax.tree.map(lambda _: 'default', params)
-  return {k: jax.tree.map(lambda _, k=k: k if k in groups else 'default', v) for k, v in params.items()}
-
-
-def make_optimizer(config: ml_collections.ConfigDict, num_steps: int
-                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(config: ml_collections.ConfigDict, num_steps: int, params: Any = None,
+                   frozen: tuple[str, ...] = ()) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optimizer for `config.optim`: clip → base direction → −η(t) → decoupled weight decay.
 
   `config.optim.groups` ({top-level param key: {field: value}}) gives a subtree its own optimizer, e.g. a GAN's
   `disc` a different learning rate or Adam β₁: each group is a separate chain (its own clipping norm and
   schedule) and all groups update in the same step. Subtrees not named use the shared fields.
+  `config.optim.frozen` paths and `frozen` (what a task freezes itself) get `optax.set_to_zero` (no update,
+  no state); `params` (a pytree or its shapes), when given, is checked to hold them.
   """
   schedule = learning_rate_schedule(config, num_steps)
   groups = dict(config.get('groups') or {})
-  if not groups:
+  frozen = tuple(config.get('frozen') or ()) + tuple(frozen)
+  if params is not None:
+    check_frozen(params, frozen)
+  if not groups and not frozen:
     return _chain(config, schedule), schedule
   transforms = {'default': _chain(config, schedule)}
   for name in groups:
     group = _group_config(config, name)
     transforms[name] = _chain(group, learning_rate_schedule(group, num_steps))
-  return optax.multi_transform(transforms, lambda params: top_level_labels(params, groups)), schedule
+  if frozen:
+    transforms['frozen'] = optax.set_to_zero()
+  return optax.multi_transform(transforms, lambda p: labels(p, groups, frozen)), schedule

@@ -1,8 +1,8 @@
 r"""Prints how many examples per second the input pipeline of a config delivers, without training.
 
-  python -m aigc_jax.data.benchmark --config=configs/ct.py:runlocal [--batches=100] [--config.data.num_workers=2]
+  python -m aigc_jax.benchmark_data --config=configs/ct.py:runlocal [--batches=100] [--config.data.num_workers=2]
 
-Compare it with the trainer's img/s in the run log: the pipeline should deliver several times what a step
+Compare it with the trainer's examples/s in the run log: the pipeline should deliver several times what a step
 consumes, or training waits for data.
 """
 

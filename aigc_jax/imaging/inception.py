@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax import features
+from aigc_jax.imaging import features
 
 BN_EPS = 1e-3
 SIZE = 299
@@ -191,7 +191,7 @@ def load_state_dict(path: str) -> dict:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise ValueError(f'{path!r} is a PyTorch file and torch is not installed here; convert it once where torch '
-                     'is (see aigc_jax/inception.py) and pass the .npz.') from None
+                     'is (see aigc_jax/imaging/inception.py) and pass the .npz.') from None
   return {k: v.numpy() for k, v in torch.load(path, map_location='cpu', weights_only=True).items()}
 
 
@@ -201,7 +201,7 @@ class InceptionFeatures:
   def __init__(self, path: str):
     if not os.path.exists(path):
       raise FileNotFoundError(f'Inception weights {path!r} not found; --inception takes a local file (see '
-                              'aigc_jax/inception.py for the formats). Nothing is downloaded.')
+                              'aigc_jax/imaging/inception.py for the formats). Nothing is downloaded.')
     self.path = path
     self.sha256 = hashlib.sha256(open(path, 'rb').read()).hexdigest()
     self.params = params_from_state_dict(load_state_dict(path))

@@ -120,3 +120,8 @@ def check_batch(batch_size: int, mesh: Mesh) -> None:
   if batch_size % n:
     raise ValueError(f'batch_size={batch_size} must be divisible by the {n} data-parallel devices '
                      f'(mesh data={mesh.shape["data"]} x fsdp={mesh.shape["fsdp"]}).')
+
+
+def make_global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.Sharding) -> dict[str, jax.Array]:
+  """Per-process numpy batches → global arrays laid out by `sharding` (no gather through one host)."""
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}

@@ -65,6 +65,10 @@ class Writer:
     if self._tb:
       self._tb.add_image(name, grid, step, dataformats='HWC')
 
+  def text(self, step: int, name: str, text: str) -> None:
+    if self._tb:
+      self._tb.add_text(name, text, step)
+
   def flush(self) -> None:
     if self._tb:
       self._tb.flush()
@@ -97,7 +101,7 @@ class Progress:
     self._step, self._train_time = step, 0.0
     self.resume()
     steps_per_s = steps / seconds
-    return {'steps_per_s': steps_per_s, 'img_per_s': steps_per_s * self.batch_size,
+    return {'steps_per_s': steps_per_s, 'examples_per_s': steps_per_s * self.batch_size,
             'eta_s': (self.num_steps - step) / max(steps_per_s, 1e-9)}
 
 
@@ -108,7 +112,7 @@ def progress_line(step: int, num_steps: int, metrics: dict[str, float], speed: d
   return (f'step {step}/{num_steps}  loss {metrics["loss"]:.4f}  '
           + ''.join(f'{k} {metrics[k]:.4g}  ' for k in extra)
           + f'lr {metrics.get("lr", 0):.2e}  grad_norm {metrics.get("grad_norm", 0):.3f}  '
-          f'{speed["img_per_s"]:.1f} img/s  ETA {eta // 3600:d}:{eta // 60 % 60:02d}:{eta % 60:02d}')
+          f'{speed["examples_per_s"]:.1f} examples/s  ETA {eta // 3600:d}:{eta // 60 % 60:02d}:{eta % 60:02d}')
 
 
 class _LibraryInfoFilter:

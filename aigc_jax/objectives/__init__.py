@@ -1,0 +1,1 @@
+"""Objectives as plain maths on arrays: diffusion schedules and samplers, flow matching, adversarial losses."""
