@@ -3,7 +3,7 @@ same format out, geometry kept.
 
   python -m aigc_jax.denoise --workdir=runs/ct_denoise --input=SCANS --output=DENOISED
 
-Every CT series and NIfTI volume under `--input` is found and ordered as `aigc_jax.data.prepare` does, and
+Every CT series and NIfTI volume under `--input` is found and ordered as `aigc_jax.prepare` does, and
 each axial slice goes through the model at its own resolution (the networks are fully convolutional). The
 model sees slices in the config's HU window; its correction is applied to the HU where the input lies inside
 that window, and HU outside it (dense bone, metal, air beyond −1000) are kept, so nothing is clipped away.
@@ -11,7 +11,7 @@ that window, and HU outside it (dense bone, metal, air beyond −1000) are kept,
 Output, `--output/series_<n>/IMG<k>.dcm` or `--output/volume_<n>.nii.gz`:
   DICOM  for each input slice a new CT object with the denoised pixels and, from the input, only what the
          image needs (rows, columns, pixel encoding, rescale, spacing, position, orientation; the allow-list
-         is `aigc_jax.data.deid`), marked DERIVED\SECONDARY with the model in SeriesDescription /
+         is `aigc_jax.imaging.deid`), marked DERIVED\SECONDARY with the model in SeriesDescription /
          DerivationDescription and de-identified per DICOM PS3.15's basic profile: random new UIDs (one Study
          UID per input study, Frame-of-Reference UIDs one to one), a random per-run PatientID, empty dates
          (this codebase never writes patient identifiers; re-link through your own records).
@@ -25,7 +25,7 @@ import os
 import shutil
 import sys
 
-from aigc_jax import runtime
+from aigc_jax.core import runtime
 
 runtime.apply(__name__)  # before jax is imported; a command re-executes itself once (runtime.py)
 
@@ -34,13 +34,13 @@ from absl import flags  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from aigc_jax import export  # noqa: E402
-from aigc_jax import metrics  # noqa: E402
-from aigc_jax import tasks  # noqa: E402
-from aigc_jax import workdir as workdir_lib  # noqa: E402
-from aigc_jax.data import deid  # noqa: E402
+from aigc_jax.imaging import export  # noqa: E402
+from aigc_jax.core import reporting  # noqa: E402
+from aigc_jax import experiment  # noqa: E402
+from aigc_jax.core import workdir as workdir_lib  # noqa: E402
+from aigc_jax.imaging import deid  # noqa: E402
 from aigc_jax.data import pipeline  # noqa: E402
-from aigc_jax.data import scans  # noqa: E402
+from aigc_jax.imaging import scans  # noqa: E402
 
 FLAGS = flags.FLAGS
 CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2'
@@ -60,10 +60,10 @@ class Denoiser:
     if name != 'restoration':
       raise ValueError(f'--workdir={workdir!r} trained a {name!r} task; give a restoration run '
                        '(python -m aigc_jax.main --config=configs/ct_denoise.py ...).')
-    self.config, self.task, self.params, self.step = tasks.load_run(workdir)
-    self.pixel_mm = workdir_lib.pixel_mm(self.config.data)
+    self.config, self.task, self.params, self.step = experiment.load_run(workdir)
+    self.pixel_mm = pipeline.pixel_mm(self.config.data)
     self.description = export.provenance(workdir, self.step, self.config.to_json_best_effort())
-    self._restore = jax.jit(self.task.restore)
+    self._restore = jax.jit(lambda p, x: self.task.predict(p, {'low_dose': x}))
     self._multiple = 2 ** len(self.config.model.get('channels', ())) if self.config.model.name == \
         'conv_autoencoder' else 1
 
@@ -147,13 +147,13 @@ def _write_nifti(denoiser, img, data, path):
 
 def denoise(workdir: str, input_dir: str, output: str, batch: int = 8) -> dict:
   """Denoises every CT series / NIfTI volume under `input_dir` into `output`; returns the report."""
-  metrics.quiet_library_logs()
+  reporting.quiet_library_logs()
   denoiser = Denoiser(workdir)
   files = scans.list_files(input_dir)
   found, skipped, problems = scans.find_series(files, input_dir, 'CT', '2d')
   if not found:
     raise ValueError(f'--input={input_dir!r}: no CT series or NIfTI volume found ({len(files)} files, '
-                     f'{len(skipped)} skipped); see the reasons with python -m aigc_jax.data.prepare.')
+                     f'{len(skipped)} skipped); see the reasons with python -m aigc_jax.prepare.')
   os.makedirs(output, exist_ok=True)
   done = []
   surrogates = deid.Surrogates()  # one table for the run: series of one study stay one study

@@ -1,7 +1,14 @@
-r"""Offline evaluation of a trained generator: realism, anatomy, diversity and a memorization audit.
+r"""Offline evaluation of a trained run: its configured evaluators, then the full report of its family.
 
   python -m aigc_jax.evaluate --workdir=runs/ct_local [--num=256] [--audit_train=0] [--seed=0]
-      [--reference=tfds:NAME --data_dir=DIR] [--split=SPLIT]
+      [--reference=tfds:NAME --data_dir=DIR] [--split=SPLIT] [--evals=all|none|NAME,NAME]
+
+First the evaluators of the run's `config.evals` (the ones the trainer ran at intervals: sample grids and
+their quick scores, restoration PSNR, reconstruction, classification accuracy) run once on the newest
+checkpoint, written to `<workdir>/eval/` (TensorBoard, `<name>/<key>_<step>.png`). Then, for a generator or a
+restoration run, the heavy report below; other families stop after their evaluators.
+
+The generator report:
 
 Samples `num` images from the latest EMA parameters (as `aigc_jax.sample`) and compares them with held-out
 real slices of the run's own data (`pipeline.held_out_source`), never seen in training: for the phantom,
@@ -19,11 +26,11 @@ Reports, each with a bootstrap 95% interval where it is a mean over samples:
                and would hide a copy), the share flagged as copies (ratio < `copy_ratio`), and the same
                distances for the reference images; the worst pairs saved side by side
   features     FID, KID (unbiased), k-NN precision/recall (k = 3) and the nearest training image, in the
-               space of the feature network (`aigc_jax/features.py`; `--features=PATH`), named with its
+               space of the feature network (`aigc_jax/imaging/features.py`; `--features=PATH`), named with its
                SHA-256, fed slices re-windowed to the HU window it was trained on (−1000…1000) whatever
                the run's window; the same FID/KID between held-out and training slices is the floor at
                this count; its nearest training image over the same audit set
-  inception    with `--inception=PATH` (local InceptionV3 FID weights, `aigc_jax/inception.py`): the same
+  inception    with `--inception=PATH` (local InceptionV3 FID weights, `aigc_jax/imaging/inception.py`): the same
                figures in InceptionV3's pool features, the space FID is published in
 
 An autoencoder (`config.task.name = 'vae'`) is sampled from its prior and also scored on reconstructing the
@@ -41,7 +48,7 @@ Writes `<workdir>/eval/step_<step>[_<override><value>…].json`, TensorBoard sca
 import json
 import os
 
-from aigc_jax import runtime
+from aigc_jax.core import runtime
 
 runtime.apply(__name__)  # before jax is imported; a command re-executes itself once (runtime.py)
 
@@ -51,16 +58,17 @@ import jax  # noqa: E402
 import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
-from aigc_jax import features as features_lib  # noqa: E402
-from aigc_jax import inception as inception_lib  # noqa: E402
-from aigc_jax import metrics  # noqa: E402
-from aigc_jax import quality  # noqa: E402
-from aigc_jax import tasks  # noqa: E402
-from aigc_jax import workdir as workdir_lib  # noqa: E402
-from aigc_jax.data import acquisition  # noqa: E402
+from aigc_jax.imaging import features as features_lib  # noqa: E402
+from aigc_jax.imaging import inception as inception_lib  # noqa: E402
+from aigc_jax.core import reporting  # noqa: E402
+from aigc_jax.imaging import quality  # noqa: E402
+from aigc_jax import experiment  # noqa: E402
+from aigc_jax.core import workdir as workdir_lib  # noqa: E402
+from aigc_jax.imaging import acquisition  # noqa: E402
 from aigc_jax.data import pipeline  # noqa: E402
 
 FLAGS = flags.FLAGS
+GENERATORS = ('diffusion', 'gan', 'vae', 'latent_diffusion')  # tasks the generator report applies to
 
 
 def define_flags():
@@ -80,7 +88,9 @@ def define_flags():
   flags.DEFINE_integer('sample_steps', 0, 'Override config.task.sample_steps; 0 keeps it.')
   flags.DEFINE_float('ddim_eta', -1.0, 'Override config.task.ddim_eta; negative keeps it.')
   flags.DEFINE_string('features', '', 'Feature network for FID/KID/precision/recall (default: the shipped '
-                      'aigc_jax/assets/ct_features.msgpack; reports name its SHA-256).')
+                      'aigc_jax/imaging/assets/ct_features.msgpack; reports name its SHA-256).')
+  flags.DEFINE_string('evals', 'all', 'The run\'s configured evaluators to run first: all, none, or names '
+                      'from its config.evals separated by commas.')
   flags.DEFINE_string('inception', '', 'Local InceptionV3 FID weights (.npz of the PyTorch state dict, or .pth '
                       'with torch installed): adds FID/KID in its pool features. Nothing is downloaded.')
 
@@ -105,10 +115,10 @@ def evaluate_restoration(workdir: str, *, num: int = 256, seed: int = 0, referen
   d = workdir_lib.load_config(workdir).data
   low, full = pipeline.held_out_pairs(d, num, reference, data_dir, split)
   held_out = pipeline.held_out_source(d, reference, data_dir, split, num=num, pairs=True)[1]
-  config, task, params, step = tasks.load_run(workdir)
+  config, task, params, step = experiment.load_run(workdir)
   d = config.data
   lo, hi = d.window_lo, d.window_hi
-  restore = jax.jit(lambda p, x: task.restore(p, x))
+  restore = jax.jit(lambda p, x: task.predict(p, {'low_dose': x}))
   x = pipeline.window(low, lo, hi)[..., None]
   out = np.concatenate([np.asarray(restore(params, x[i:i + 16])) for i in range(0, num, 16)])
   restored = pipeline.unwindow(np.clip(out[..., 0], -1, 1), lo, hi)
@@ -134,7 +144,7 @@ def evaluate_restoration(workdir: str, *, num: int = 256, seed: int = 0, referen
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, f'step_{step}.json'), 'w') as f:
     json.dump(report, f, indent=1)
-  writer = metrics.Writer(out_dir)
+  writer = reporting.Writer(out_dir)
   writer.scalars(step, {f'eval/{n}_{k}': v['mean'] for n, r in rows.items() for k, v in r.items()})
   writer.close()
   return report
@@ -142,7 +152,7 @@ def evaluate_restoration(workdir: str, *, num: int = 256, seed: int = 0, referen
 
 def _reconstruction(workdir: str, real_hu: np.ndarray, seed: int) -> dict:
   """An autoencoder's PSNR / SSIM (in the window) and RMSE (HU) on the held-out slices it reconstructs."""
-  config, task, params, _ = tasks.load_run(workdir)
+  config, task, params, _ = experiment.load_run(workdir)
   lo, hi = config.data.window_lo, config.data.window_hi
   recon_fn = jax.jit(task.reconstruct)
   x = pipeline.window(real_hu, lo, hi)[..., None]
@@ -243,7 +253,7 @@ def evaluate(workdir: str, *, num: int = 256, audit_train: int = 0, copy_ratio: 
   # The reference first: a run without held-out data is refused before any sampling.
   real = np.clip(pipeline.held_out_hu(d, num, reference, data_dir, split), d.window_lo, d.window_hi)
   reference_name = pipeline.held_out_source(d, reference, data_dir, split, num=num)[1]
-  hu, step, config = tasks.generate(workdir, num=num, seed=seed, batch=batch, overrides=overrides)
+  hu, step, config = experiment.generate(workdir, num=num, seed=seed, batch=batch, overrides=overrides)
   d = config.data
   lo, hi = d.window_lo, d.window_hi
   win = lambda x: pipeline.window(x, lo, hi)
@@ -295,8 +305,8 @@ def evaluate(workdir: str, *, num: int = 256, audit_train: int = 0, copy_ratio: 
   worst = np.argsort(ratio)[:8]  # closest to a single training patient: sample beside its neighbour
   nearest = np.concatenate([x for x, _ in pipeline.training_examples(d, indices[idx[worst]])])
   side = np.concatenate([win(hu)[worst], nearest], axis=2)[..., None]
-  metrics.save_png(os.path.join(out, f'nearest_pairs_{step}{tag}.png'), metrics.image_grid(side, cols=2))
-  writer = metrics.Writer(out)
+  reporting.save_png(os.path.join(out, f'nearest_pairs_{step}{tag}.png'), reporting.image_grid(side, cols=2))
+  writer = reporting.Writer(out)
   writer.scalars(step, {
       'eval/hu_w1': report['realism']['hu_w1']['all'],
       'eval/anatomy_plausible': report['realism']['anatomy_plausible']['mean'],
@@ -307,7 +317,7 @@ def evaluate(workdir: str, *, num: int = 256, audit_train: int = 0, copy_ratio: 
       'eval/precision': report['features']['precision'], 'eval/recall': report['features']['recall'],
       **({'eval/inception_fid': report['inception']['fid'], 'eval/inception_kid': report['inception']['kid']}
          if inception else {})})
-  writer.image(step, 'eval/nearest_pairs', metrics.image_grid(side, cols=2))
+  writer.image(step, 'eval/nearest_pairs', reporting.image_grid(side, cols=2))
   writer.close()
   return report
 
@@ -326,9 +336,18 @@ def _sampling_overrides() -> dict:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  metrics.quiet_library_logs()
+  reporting.quiet_library_logs()
+  if FLAGS.evals != 'none':
+    names = () if FLAGS.evals == 'all' else tuple(n for n in FLAGS.evals.split(',') if n)
+    outputs, step = experiment.run_evaluators(FLAGS.workdir, names=names)
+    for name, out in outputs.items():
+      print(f'{name} (step {step}): ' + ', '.join(f'{k} {v:.4g}' for k, v in out.scalars.items())
+            + (f'; images {", ".join(out.images)} in {FLAGS.workdir}/eval/{name}/' if out.images else ''))
+  kind = workdir_lib.load_config(FLAGS.workdir).task.name
+  if kind not in GENERATORS + ('restoration',):
+    return
   fmt = lambda m: f'{m["mean"]:.3f} [{m["ci95"][0]:.3f}, {m["ci95"][1]:.3f}]'
-  if workdir_lib.load_config(FLAGS.workdir).task.name == 'restoration':
+  if kind == 'restoration':
     r = evaluate_restoration(FLAGS.workdir, num=FLAGS.num, seed=FLAGS.seed, reference=FLAGS.reference,
                              data_dir=FLAGS.data_dir, split=FLAGS.split)
     dose = (f', dose {r["dose_per_mm2"][0]:.3g} vs {r["dose_per_mm2"][1]:.3g} photons/mm² (σ '

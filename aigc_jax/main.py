@@ -1,6 +1,6 @@
 r"""Command line: `python -m aigc_jax.main --config=configs/ct.py:runlocal --workdir=runs/ct`.
 
-Flags are parsed here and nothing else happens here: `train.train_and_evaluate` does the work.
+Flags are parsed here and nothing else happens here: `experiment.train_and_evaluate` does the work.
 Any config field can be overridden with `--config.<key>=<value>`; an unknown key stops at once.
 A problem the user must act on (no checkpoint restores, a save failed for lack of space, an unusable
 workdir, a non-finite loss) ends with its one message and exit status 1, without a traceback.
@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from aigc_jax import runtime
+from aigc_jax.core import runtime
 
 runtime.apply(__name__)  # before jax is imported; a command re-executes itself once (runtime.py)
 
@@ -45,19 +45,21 @@ def main(argv):
                                process_id=FLAGS.process_id, heartbeat_timeout_seconds=FLAGS.heartbeat_timeout_s)
   # Repo root on the path, so `configs/*.py` can import `configs.common` wherever the command runs.
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  from aigc_jax import checkpoint_noise, metrics, train  # after distributed init: they must not touch devices first
+  # after distributed init: they must not touch devices first
+  from aigc_jax import experiment  # pylint: disable=g-import-not-at-top
+  from aigc_jax.core import checkpoint_noise, reporting  # pylint: disable=g-import-not-at-top
 
-  metrics.quiet_library_logs()
+  reporting.quiet_library_logs()
   checkpoint_noise.quiet_background_tracebacks()
   if FLAGS.compile_only:
-    report = train.compile_report(FLAGS.config)
+    report = experiment.compile_report(FLAGS.config)
     if jax.process_index() == 0:
       for k, v in report.items():
         print(f'{k:>20s}  {v:,.2f}')
       print(json.dumps(report))
     return
   logging.info('Config:\n%s', FLAGS.config)
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)  # known failures: one message (runtime.exits_cleanly)
+  experiment.train_and_evaluate(FLAGS.config, FLAGS.workdir)  # known failures: one message (runtime.exits_cleanly)
 
 
 if __name__ == '__main__':

@@ -6,24 +6,23 @@ Rebuilds the model from `<workdir>/config.json` (written by the trainer), loads 
 parameters, samples with the config's sampler (override with `--config.task.<key>=...` style flags below),
 maps the [-1, 1] outputs back to HU through the config's window, and writes:
   png:   one grid image, `samples.png`
-  dicom: one synthetic CT series, IMG0000.dcm … (see `aigc_jax/export.py` for how they are marked)
+  dicom: one synthetic CT series, IMG0000.dcm … (see `aigc_jax/imaging/export.py` for how they are marked)
   nifti: one volume `samples.nii.gz`, a sample per slice
 """
 
 import json
 import os
 
-from aigc_jax import runtime
+from aigc_jax.core import runtime
 
 runtime.apply(__name__)  # before jax is imported; a command re-executes itself once (runtime.py)
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
-from aigc_jax import export  # noqa: E402
-from aigc_jax import metrics  # noqa: E402
-from aigc_jax import tasks  # noqa: E402
-from aigc_jax import workdir as workdir_lib  # noqa: E402
+from aigc_jax.imaging import export  # noqa: E402
+from aigc_jax.core import reporting  # noqa: E402
+from aigc_jax import experiment  # noqa: E402
 from aigc_jax.data import pipeline  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -47,7 +46,7 @@ def define_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  metrics.quiet_library_logs()
+  reporting.quiet_library_logs()
   overrides = {}
   if FLAGS.sample_steps:
     overrides['sample_steps'] = FLAGS.sample_steps
@@ -55,16 +54,16 @@ def main(argv):
     overrides['ddim_eta'] = FLAGS.ddim_eta
   if FLAGS.guidance >= 0:
     overrides['guidance'] = FLAGS.guidance
-  hu, step, config = tasks.generate(FLAGS.workdir, num=FLAGS.num, seed=FLAGS.seed, batch=FLAGS.batch,
+  hu, step, config = experiment.generate(FLAGS.workdir, num=FLAGS.num, seed=FLAGS.seed, batch=FLAGS.batch,
                               overrides=overrides, label=FLAGS.label)
   out = FLAGS.out or os.path.join(FLAGS.workdir, 'exports', f'step_{step}_{FLAGS.format}')
   os.makedirs(out, exist_ok=True)
   extra = {'seed': FLAGS.seed, **overrides, **({'label': FLAGS.label} if FLAGS.label >= 0 else {})}
   desc = export.provenance(FLAGS.workdir, step, config.to_json_best_effort(), extra)
-  mm = workdir_lib.pixel_mm(config.data)
+  mm = pipeline.pixel_mm(config.data)
   if FLAGS.format == 'png':
     x = pipeline.window(hu, config.data.window_lo, config.data.window_hi)[..., None]
-    metrics.save_png(os.path.join(out, 'samples.png'), metrics.image_grid(x))
+    reporting.save_png(os.path.join(out, 'samples.png'), reporting.image_grid(x))
   elif FLAGS.format == 'dicom':
     export.write_dicom_series(hu, out, pixel_mm=mm, description=desc)
   else:

@@ -13,10 +13,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_steps = 100_000
   c.batch_size = 64              # global, over all processes and devices
   c.log_every = 100
-  c.sample_every = 5_000         # sample grid to TensorBoard and workdir/samples/
   c.checkpoint_every = 5_000
   c.sync_every = 8               # block on the device at least this often (XLA:CPU collective deadlock)
   c.init_from = ''               # a workdir or checkpoint dir to take params from when the workdir is empty
+  # Evaluators run on held-out data at their own interval and at the last step (aigc_jax/core/evaluation.py):
+  # evals.<name> = evaluator(type, every=steps, <its fields>); types are registered in aigc_jax/registry.py.
+  # They log <name>/<key> scalars, images (also <workdir>/<name>/<key>_<step>.png) and texts; every=0 skips.
+  c.evals = ml_collections.ConfigDict()
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.num_devices = -1        # -1: all devices
@@ -30,7 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
                   ('heads', 'tensor'), ('kv', None))
 
   c.optim = ml_collections.ConfigDict()
-  c.optim.name = 'adam'          # adam | sgd
+  c.optim.name = 'adam'          # sgd, or any optax.scale_by_<name>: adam, lion, rms, amsgrad, belief, …
   c.optim.learning_rate = 2e-4
   c.optim.warmup_steps = 1_000
   c.optim.end_lr_factor = 0.1    # cosine decays to learning_rate * end_lr_factor
@@ -40,6 +43,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.b2 = 0.999
   c.optim.eps = 1e-8
   c.optim.momentum = 0.9         # sgd only
+  c.optim.extra = ml_collections.ConfigDict()  # further keywords for optax.scale_by_<name>
+  c.optim.frozen = ()            # parameter paths ('vae', 'encoder/conv_0') that get no update and no state
   c.optim.ema_decay = 0.9999     # reached after a warm-up min(decay, (1+t)/(10+t)); 0 disables EMA
   # Per-network optimizers for tasks with several (a GAN's 'gen' and 'disc'): {top-level param key: {field:
   # value}}, e.g. groups.disc.learning_rate; fields not given are the ones above. Empty: one optimizer.
@@ -53,15 +58,21 @@ def base_config() -> ml_collections.ConfigDict:
 
 def tiny_trainer(c: ml_collections.ConfigDict) -> None:
   """The trainer fields of every recipe's `test` variant: 4 steps of batch 8 on 16×16 images, logging,
-  sampling and checkpointing often enough that tests see each of them."""
+  evaluating and checkpointing often enough that tests see each of them (call it after `c.evals` is set)."""
   c.num_steps = 4
   c.batch_size = 8
   c.log_every = 2
-  c.sample_every = 4
+  for ev in c.evals.values():
+    ev.every = 4
   c.checkpoint_every = 2
   c.data.image_size = 16
   c.optim.warmup_steps = 2
   c.optim.ema_decay = 0.9
+
+
+def evaluator(kind: str, every: int, **fields) -> ml_collections.ConfigDict:
+  """One entry of `config.evals`: its registered type, its interval in steps and its own fields."""
+  return ml_collections.ConfigDict({'type': kind, 'every': every, **fields})
 
 
 def ct_data(size: int) -> ml_collections.ConfigDict:
@@ -77,12 +88,12 @@ def ct_data(size: int) -> ml_collections.ConfigDict:
   d.labels = ()                  # label keys to put in each batch, e.g. ('lesion', 'level') for conditioning
   # Low-/full-dose pairs from the CT acquisition model (batches then carry 'low_dose' too).
   d.pairs = False
-  # Dose: photons per mm² over the scan, independent of the grid (aigc_jax/data/acquisition.py). The default
+  # Dose: photons per mm² over the scan, independent of the grid (aigc_jax/imaging/acquisition.py). The default
   # gives σ ≈ 15 HU in the centre of a 300 mm water cylinder (an adult abdomen; smaller patients are less noisy).
   d.full_dose = 1.25e9           # clinical full dose (σ ≈ 15 HU); acquisition.FULL_DOSE
   d.low_dose_fraction = 0.25     # the low-dose input: a quarter of full dose (σ ≈ 30 HU, Mayo LDCT-like)
   d.fov_mm = 400.0               # field of view: the pixel size of the projection geometry
-  # A prepared dataset: name = 'tfds:<name>' (python -m aigc_jax.data.prepare --output=<data_dir>).
+  # A prepared dataset: name = 'tfds:<name>' (python -m aigc_jax.prepare --output=<data_dir>).
   d.data_dir = ''
   d.split = 'train'
   # Augmentation.

@@ -27,7 +27,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.task = ml_collections.ConfigDict()
   c.task.name = 'restoration'
-  c.task.num_samples = 16        # held-out triplets shown in the sample grids
+  # Held-out low-dose | restored | full-dose triplets, with PSNR of the restored and of the input slices.
+  c.evals.restoration = common.evaluator('ct_restoration', every=5_000, num=16)
 
   c.optim.learning_rate = 1e-4
   c.optim.ema_decay = 0.999
@@ -38,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.num_steps = 600
     c.batch_size = 16
     c.log_every = 50
-    c.sample_every = 300
+    c.evals.restoration.every = 300
     c.checkpoint_every = 300
     c.data.image_size = 64
     c.data.num_workers = 2
@@ -47,14 +48,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optim.learning_rate = 1e-3
     c.optim.warmup_steps = 50
     c.optim.ema_decay = 0.99
-    c.task.num_samples = 8
+    c.evals.restoration.num = 8
   elif arg == 'test':
     common.tiny_trainer(c)
     c.data.num_workers = 0
     c.model.features = 8
     c.model.kernel = 3
     c.model.depth = 3
-    c.task.num_samples = 8
+    c.evals.restoration.num = 8
   elif arg:
     raise ValueError(f'configs/ct_denoise.py: unknown variant {arg!r}; use one of: runlocal, test (or none).')
   return c

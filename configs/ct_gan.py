@@ -29,7 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.task.name = 'gan'
   c.task.gan_loss = 'non_saturating'  # non_saturating | hinge
   c.task.r1_gamma = 1.0          # γ of the R1 penalty (γ/2)·E‖∇D(x)‖²; 0 disables
-  c.task.num_samples = 16
+  c.evals.samples = common.evaluator('ct_samples', every=5_000, num=16)
 
   # Adam with β₁ = 0 is the usual GAN setting (momentum chases a moving target); one group per network.
   c.optim.learning_rate = 2e-4
@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.num_steps = 3_000
     c.batch_size = 32
     c.log_every = 100
-    c.sample_every = 1_000
+    c.evals.samples.every = 1_000
     c.checkpoint_every = 1_000
     c.data.image_size = c.model.image_size = 32
     c.model.gen_channels = (64, 32, 16)
@@ -62,7 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.gen_channels = (16, 8)
     c.model.disc_channels = (8, 16)
     c.model.norm_groups = 4
-    c.task.num_samples = 8
+    c.evals.samples.num = 8
   elif arg:
     raise ValueError(f'configs/ct_gan.py: unknown variant {arg!r}; use one of: runlocal, test (or none).')
   return c

@@ -21,6 +21,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ct.get_config(variant)
   c.task.name = 'latent_diffusion'
   c.task.autoencoder = ''        # the autoencoder's workdir (required)
+  c.task.autoencoder_step = 0    # its checkpoint to freeze into this run (0: newest; the one used is recorded)
   c.task.scale_examples = 512    # training images whose latents set the scale factor 1 / std
   # Latents are a quarter of the image side: the U-Net works at 32×32 for 128×128 slices.
   c.model.channels = (128, 256, 512)

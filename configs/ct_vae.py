@@ -31,7 +31,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.task.gan_loss = 'hinge'
   c.task.r1_gamma = 0.0
   c.task.disc_channels = (32, 64)
-  c.task.num_samples = 16
+  # Decoded draws from the prior N(0, I) with their CT scores, and held-out slices beside their reconstructions.
+  c.evals.samples = common.evaluator('ct_samples', every=5_000, num=16)
+  c.evals.reconstruction = common.evaluator('ct_reconstruction', every=5_000, num=16)
 
   c.optim.learning_rate = 2e-4
   c.optim.ema_decay = 0.999
@@ -42,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.num_steps = 1_500
     c.batch_size = 16
     c.log_every = 50
-    c.sample_every = 500
+    c.evals.samples.every = c.evals.reconstruction.every = 500
     c.checkpoint_every = 500
     c.data.image_size = 32
     c.model.channels = (16, 32, 64)
@@ -57,7 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.num_res_blocks = 1
     c.model.norm_groups = 4
     c.task.disc_channels = (8,)
-    c.task.num_samples = 8
+    c.evals.samples.num = c.evals.reconstruction.num = 8
   elif arg:
     raise ValueError(f'configs/ct_vae.py: unknown variant {arg!r}; use one of: runlocal, test (or none).')
   return c

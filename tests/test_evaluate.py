@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from aigc_jax import evaluate
-from aigc_jax import features
-from aigc_jax import quality
+from aigc_jax.imaging import features
+from aigc_jax.imaging import quality
 from aigc_jax.data import phantom
 from aigc_jax.data import pipeline
 from aigc_jax.data import records
@@ -73,6 +73,12 @@ def test_reference_is_the_runs_own_held_out_split_or_the_command_refuses(tmp_pat
   hu, source = pipeline.monitor_hu(_run_config(tmp_path, 'real_ct').data, 3)
   np.testing.assert_array_equal(hu, expected)
   assert 'held out' in source
+  # Asked for more than there is, a monitor measures on all there is and says so (offline evaluation refuses).
+  hu, source = pipeline.monitor_hu(_run_config(tmp_path, 'real_ct').data, 8)
+  np.testing.assert_array_equal(hu, np.stack([test_split[i]['hu'] for i in range(4)]))
+  assert 'held out' in source and 'all 4 of its examples (fewer than the 8 asked for)' in source
+  batch, source = pipeline.monitor_examples(c.data, 8)
+  assert batch['image'].shape == (4, SIZE, SIZE, 1) and 'training split' in source and 'all 4' in source
 
 
 def test_restoration_pairs_come_from_the_runs_held_out_split(tmp_path):

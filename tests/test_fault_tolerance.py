@@ -19,15 +19,15 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from aigc_jax import checkpoint
-from aigc_jax import tasks
-from aigc_jax import train
+from aigc_jax.core import checkpoint
+from aigc_jax import experiment
+from aigc_jax.core import train
 from test_checkpoint_faults import FAULTS
 from tiny_config import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LONG = ('--config.num_steps=30', '--config.checkpoint_every=3', '--config.log_every=1',
-        '--config.sample_every=100000')
+        '--config.evals.samples.every=0')
 
 
 def _start(workdir, *extra):
@@ -72,8 +72,8 @@ def _logged_steps(workdir):
 
 @pytest.mark.slow  # ~3.5 min on 2 cores: three compiles of the step; run with `pytest -m slow`
 def test_sigkill_at_an_unpredictable_step_then_resume_gives_the_uninterrupted_result(tmp_path):
-  ref = train.train_and_evaluate(tiny_config(**{'num_steps': 30, 'checkpoint_every': 3, 'log_every': 1,
-                                            'sample_every': 100000}), str(tmp_path / 'ref'))
+  ref = experiment.train_and_evaluate(tiny_config(**{'num_steps': 30, 'checkpoint_every': 3, 'log_every': 1,
+                                            'evals.samples.every': 0}), str(tmp_path / 'ref'))
   work = str(tmp_path / 'killed')
   proc = _start(work, *LONG)
   _wait_for(lambda: _saved_steps(work), proc)
@@ -113,7 +113,7 @@ def _free_port():
 
 def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
   overrides = ('--config.num_steps=4', '--config.log_every=1')
-  one = train.train_and_evaluate(tiny_config(num_steps=4, log_every=1), str(tmp_path / 'one'))
+  one = experiment.train_and_evaluate(tiny_config(num_steps=4, log_every=1), str(tmp_path / 'one'))
   env = {**os.environ, 'NUM_PROCESSES': '2', 'DEVICES_PER_PROCESS': '4', 'PORT': str(_free_port()),
          'PYTHON': sys.executable,
          'XLA_FLAGS': os.environ['XLA_FLAGS'].replace('--xla_force_host_platform_device_count=8', '')}
@@ -135,8 +135,8 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
 @pytest.mark.parametrize('mesh', [{'mesh.num_devices': 4}, {'mesh.data': 4, 'mesh.fsdp': 2, 'mesh.fsdp_min_size': 0},
                                   {'mesh.data': 2, 'mesh.fsdp': 2, 'mesh.tensor': 2, 'mesh.fsdp_min_size': 0}])
 def test_checkpoint_from_eight_devices_restores_on_another_mesh(tmp_path, mesh):
-  saved = train.train_and_evaluate(tiny_config(), str(tmp_path))
-  restored = train.train_and_evaluate(tiny_config(**mesh), str(tmp_path))  # num_steps reached: restore only
+  saved = experiment.train_and_evaluate(tiny_config(), str(tmp_path))
+  restored = experiment.train_and_evaluate(tiny_config(**mesh), str(tmp_path))  # num_steps reached: restore only
   leaf = jax.tree.leaves(restored.params)[0]
   assert len(leaf.sharding.mesh.devices.flat) == (4 if 'mesh.num_devices' in mesh else 8)
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
@@ -146,8 +146,8 @@ def test_checkpoint_from_eight_devices_restores_on_another_mesh(tmp_path, mesh):
 
 
 def test_compile_report_shows_fsdp_dividing_the_state():
-  replicated = train.compile_report(tiny_config(batch_size=8))
-  split = train.compile_report(tiny_config(**{'batch_size': 8, 'mesh.data': 1, 'mesh.fsdp': 8,
+  replicated = experiment.compile_report(tiny_config(batch_size=8))
+  split = experiment.compile_report(tiny_config(**{'batch_size': 8, 'mesh.data': 1, 'mesh.fsdp': 8,
                                           'mesh.fsdp_min_size': 0}))
   assert replicated['devices'] == split['devices'] == 8
   assert replicated['gflop_per_step'] > 0 and replicated['peak_mb_per_device'] > 0
@@ -160,7 +160,7 @@ def tiny_run(tmp_path_factory):
   """An uninterrupted run of the tiny config (checkpoints 2 and 4; the same programs the other tests compile):
   the reference result, and a workdir whose copies the tests damage."""
   work = tmp_path_factory.mktemp('tiny') / 'run'
-  return work, train.train_and_evaluate(tiny_config(), str(work))
+  return work, experiment.train_and_evaluate(tiny_config(), str(work))
 
 
 def _copy(tiny_run, tmp_path):
@@ -179,7 +179,7 @@ def test_a_corrupt_newest_checkpoint_resumes_from_the_previous_one_with_the_unin
   work = _copy(tiny_run, tmp_path)
   FAULTS['flipped bytes in a data file'][0](str(work / 'checkpoints' / '4'))
   with caplog.at_level(logging.WARNING):
-    state = train.train_and_evaluate(tiny_config(), str(work))
+    state = experiment.train_and_evaluate(tiny_config(), str(work))
   lines = [r.getMessage() for r in caplog.records]
   assert any(f'checkpoint 4 in {work / "checkpoints"} is broken (corrupt-data)' in line for line in lines), lines
   assert 'resuming from step 2; 2 steps will be redone.' in lines
@@ -192,7 +192,7 @@ def test_sample_evaluate_and_denoise_use_the_newest_checkpoint_that_restores(tin
   work = _copy(tiny_run, tmp_path)
   FAULTS['deleted metadata'][0](str(work / 'checkpoints' / '4'))
   with caplog.at_level(logging.WARNING):
-    _, _, ema_params, step = tasks.load_run(str(work))  # what their commands load the model with
+    _, _, ema_params, step = experiment.load_run(str(work))  # what their commands load the model with
   assert step == 2
   assert 'checkpoint 4' in caplog.text and 'missing-files' in caplog.text and 'using checkpoint 2' in caplog.text
   assert sorted(os.listdir(work / 'checkpoints')) == ['2', '4']  # read-only: nothing renamed
@@ -212,12 +212,12 @@ def test_a_full_disk_stops_the_run_keeps_earlier_checkpoints_and_the_rerun_is_ex
     return original(self, directory, item=item, args=args)
   monkeypatch.setattr(grain.checkpoint.CheckpointHandler, 'save', save)
   with pytest.raises(checkpoint.SaveFailed) as e:
-    train.train_and_evaluate(tiny_config(), str(work))
+    experiment.train_and_evaluate(tiny_config(), str(work))
   assert f'Checkpoint 4 could not be written to {work / "checkpoints"}: no space left on device' in str(e.value)
   assert 'MB free there' in str(e.value) and 'it resumes from checkpoint 2 (kept intact: 2)' in str(e.value)
   assert [n for n in os.listdir(work / 'checkpoints') if n.isdigit()] == ['2']
   monkeypatch.undo()  # space freed
-  _assert_same_run(tiny_run[1], train.train_and_evaluate(tiny_config(), str(work)))
+  _assert_same_run(tiny_run[1], experiment.train_and_evaluate(tiny_config(), str(work)))
 
 
 def test_the_command_with_every_checkpoint_broken_exits_with_one_message_naming_each(tiny_run, tmp_path):
@@ -238,7 +238,7 @@ def test_an_unusable_workdir_is_named_before_anything_compiles(tmp_path, monkeyp
   (tmp_path / 'file').write_text('')
   monkeypatch.setattr(train, '_setup', lambda config: pytest.fail('reached the setup and compile'))
   with pytest.raises(checkpoint.UnusableWorkdir, match=f'cannot create {tmp_path / "file" / "run"}'):
-    train.train_and_evaluate(tiny_config(), str(tmp_path / 'file' / 'run'))
+    experiment.train_and_evaluate(tiny_config(), str(tmp_path / 'file' / 'run'))
 
 
 def _start_two(workdir, *extra):
@@ -261,7 +261,7 @@ def _log(workdir, i):
 @pytest.mark.slow  # ~4 min on 2 cores: three runs of two processes
 def test_sigkill_of_one_of_two_processes_stops_the_other_and_both_resume_exactly(tmp_path):
   args = ('--config.num_steps=12', '--config.checkpoint_every=3', '--config.log_every=1',
-          '--config.sample_every=100000', '--heartbeat_timeout_s=10')
+          '--config.evals.samples.every=0', '--heartbeat_timeout_s=10')
   ref = tmp_path / 'ref'
   for i, proc in enumerate(_start_two(ref, *args)):
     assert proc.wait(timeout=600) == 0, _log(ref, i)[-3000:]

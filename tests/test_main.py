@@ -11,7 +11,7 @@ import pydicom
 from pydicom import pixels
 import scan_files
 
-from aigc_jax import features
+from aigc_jax.imaging import features
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,7 +77,7 @@ def test_unknown_variant_is_named(tmp_path):
 
 def test_main_trains_on_a_prepared_dicom_dataset(tmp_path):
   scan_files.ct_series(str(tmp_path / 'scans' / 'patient'), 3)
-  prep = subprocess.run([sys.executable, '-m', 'aigc_jax.data.prepare', f'--input={tmp_path / "scans"}',
+  prep = subprocess.run([sys.executable, '-m', 'aigc_jax.prepare', f'--input={tmp_path / "scans"}',
                          f'--output={tmp_path / "tfds"}', '--name=my_ct', '--size=16', '--val_fraction=0',
                          '--test_fraction=0'], cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert prep.returncode == 0, prep.stderr[-3000:]
@@ -88,11 +88,11 @@ def test_main_trains_on_a_prepared_dicom_dataset(tmp_path):
   assert 'step 2/2' in out.stderr
   missing = _main('--config=configs/ct.py:test', f'--workdir={tmp_path / "run2"}',
                   '--config.data.name=tfds:not_prepared', f'--config.data.data_dir={tmp_path / "tfds"}')
-  assert missing.returncode != 0 and 'aigc_jax.data.prepare' in missing.stderr
+  assert missing.returncode != 0 and 'aigc_jax.prepare' in missing.stderr
 
 
 def test_data_benchmark_prints_examples_per_second():
-  out = subprocess.run([sys.executable, '-m', 'aigc_jax.data.benchmark', '--config=configs/ct.py:test',
+  out = subprocess.run([sys.executable, '-m', 'aigc_jax.benchmark_data', '--config=configs/ct.py:test',
                         '--batches=3'], cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-3000:]
   assert json.loads(out.stdout.strip().splitlines()[-1])['data_examples_per_s'] > 0

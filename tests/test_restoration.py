@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +11,8 @@ import pytest
 
 from aigc_jax import evaluate
 from aigc_jax import models
-from aigc_jax import tasks
-from aigc_jax import train
+from aigc_jax import experiment
+from aigc_jax import registry
 from configs import ct_denoise
 
 
@@ -36,18 +37,27 @@ def test_restoration_models_map_images_to_images():
 def test_denoiser_trains_on_dose_pairs_and_is_evaluated_beside_the_input(tmp_path):
   c = ct_denoise.get_config('test')
   c.log_every = 1
-  train.train_and_evaluate(c, str(tmp_path))
+  experiment.train_and_evaluate(c, str(tmp_path))
   report = evaluate.evaluate_restoration(str(tmp_path), num=8)
   for name in ('low_dose_input', 'restored'):
     assert set(report[name]) == {'psnr_db', 'ssim', 'rmse_hu'}
     assert report[name]['psnr_db']['ci95'][0] <= report[name]['psnr_db']['mean'] <= report[name]['psnr_db']['ci95'][1]
   assert np.isfinite(report['psnr_gain_db']) and report['step'] == 4
   rows = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
-  assert any('eval/psnr_db' in r and 'eval/psnr_input_db' in r for r in rows)  # scored at each sample step
+  trained = [r for r in rows if 'restoration/psnr_db' in r]
+  assert [r['step'] for r in trained] == [4] and 'restoration/psnr_input_db' in trained[0]  # the evaluator's interval
+  assert os.path.exists(tmp_path / 'restoration' / 'low_restored_full_0000004.png')
+  # `aigc_jax.evaluate` runs the same configured evaluator offline on the checkpoint: the same figures.
+  outputs, step = experiment.run_evaluators(str(tmp_path))
+  assert step == 4 and set(outputs) == {'restoration'}
+  np.testing.assert_allclose(outputs['restoration'].scalars['psnr_db'], trained[0]['restoration/psnr_db'], rtol=1e-5)
+  assert os.path.exists(tmp_path / 'eval' / 'restoration' / 'low_restored_full_0000004.png')
+  with pytest.raises(ValueError, match='not in the run'):
+    experiment.run_evaluators(str(tmp_path), names=('samples',))
   with pytest.raises(ValueError, match='pairs'):
     bad = ct_denoise.get_config('test')
     bad.data.pairs = False
-    tasks.build(bad)
+    registry.build_task(bad)
 
 
 def test_denoise_applies_a_trained_run_to_dicom_and_nifti_keeping_geometry_and_no_identifiers(tmp_path):
@@ -59,7 +69,7 @@ def test_denoise_applies_a_trained_run_to_dicom_and_nifti_keeping_geometry_and_n
   from test_prepare import PLANTED  # pylint: disable=g-import-not-at-top
 
   run = tmp_path / 'run'
-  train.train_and_evaluate(ct_denoise.get_config('test'), str(run))
+  experiment.train_and_evaluate(ct_denoise.get_config('test'), str(run))
   inp, out = tmp_path / 'scans' / 'patient_a', tmp_path / 'out'
   scan_files.ct_series(str(inp), 3, PLANTED)
   # A NIfTI in LPS voxel order (x → patient's left), 3 phantom slices of 24 × 20: not the training size.

@@ -7,23 +7,18 @@ z is drawn from q(z|x) with the reparameterization trick. With `adv_weight` > 0 
 {'vae', 'disc'} and `grads` also returns the discriminator's (hinge or non-saturating, + R1), updated in
 the same step; otherwise {'vae'} and the default gradient of L.
 
-The periodic grid and `aigc_jax.evaluate` show reconstructions of held-out slices (input | reconstruction)
-and samples decoded from the prior N(0, I) (a VAE's own generative samples; the LDM is what makes good ones).
+The `ct_reconstruction` evaluator and `aigc_jax.evaluate` show reconstructions of held-out slices (input |
+reconstruction); `ct_samples` shows samples decoded from the prior N(0, I) (a VAE's own generative samples;
+the LDM is what makes good ones).
 """
-
-import functools
 
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
-from aigc_jax import adversarial
-from aigc_jax import metrics
 from aigc_jax import models
-from aigc_jax import quality
-from aigc_jax.data import pipeline
 from aigc_jax.models import gan
+from aigc_jax.objectives import adversarial
 from aigc_jax.tasks import task
 
 
@@ -44,17 +39,6 @@ class VAETask(task.Generator):
     self.kind = t.gan_loss
     adversarial.check_loss(self.kind)
     self.disc = gan.Discriminator(tuple(t.disc_channels), patch=True)
-    self.data, self.num_samples = config.data, t.num_samples
-
-  @functools.cached_property
-  def eval_images(self) -> jax.Array:
-    """Fixed slices for the reconstruction grid, read when first needed (training), not when the task is
-    rebuilt to sample or to encode for latent diffusion, where the training data may not be at hand."""
-    d = self.data
-    held_out, source = pipeline.monitor_hu(d, self.num_samples)
-    if 'training split' in source:
-      metrics.log(f'the reconstruction grid and recon_psnr_db use the {source}')
-    return jnp.asarray(pipeline.window(held_out, d.window_lo, d.window_hi)[..., None])
 
   def latent_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]:
     """[N, H, W, C] images → the shape of their latents."""
@@ -117,13 +101,3 @@ class VAETask(task.Generator):
     del labels
     z = jax.random.normal(rng, self.latent_shape(tuple(shape)))
     return jnp.clip(self.decode(params, z), -1.0, 1.0)
-
-  def evaluate(self, params, rng, batch):
-    recon = self.reconstruct(params, self.eval_images)
-    return {**super().evaluate(params, rng, batch),
-            'input_reconstruction': jnp.concatenate([self.eval_images, recon], axis=2)}
-
-  def sample_metrics(self, outputs):
-    x, recon = np.split(np.asarray(outputs['input_reconstruction'])[..., 0], 2, axis=2)
-    psnr = float(np.mean([quality.psnr(a, b, 2.0) for a, b in zip(recon, x)]))
-    return {**super().sample_metrics(outputs), 'recon_psnr_db': psnr}

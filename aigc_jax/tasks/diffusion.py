@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aigc_jax import diffusion
-from aigc_jax import flow
+from aigc_jax.objectives import diffusion
+from aigc_jax.objectives import flow
 from aigc_jax import models
 from aigc_jax.tasks import task
 
@@ -58,10 +58,9 @@ class DiffusionTask(task.Generator):
       diffusion.check_prediction(self.prediction, self.schedule)
       diffusion.timesteps(t.timesteps, t.sample_steps, t.timestep_spacing)  # fail now, not at the first sample
     self.spacing = t.timestep_spacing
-    self.sample_steps, self.ddim_eta, self.num_samples = t.sample_steps, t.ddim_eta, t.num_samples
+    self.sample_steps, self.ddim_eta = t.sample_steps, t.ddim_eta
     self.cond_key, self.num_classes = t.condition_on, config.model.num_classes
     self.cond_dropout, self.guidance = t.cond_dropout, t.guidance
-    self.data = config.data
     if self.num_classes and not self.cond_key:
       raise ValueError(f'config.model.num_classes={self.num_classes} but config.task.condition_on is empty: the '
                        'class embedding would never be trained and sampling would use random embeddings. Set '
@@ -90,7 +89,7 @@ class DiffusionTask(task.Generator):
     y = jnp.zeros((1,), jnp.int32) if self.num_classes else None
     return self.model.init({'params': rng}, x, jnp.zeros((1,), jnp.int32), y)['params']
 
-  def loss(self, params, batch, rng):
+  def per_example_loss(self, params, batch, rng):
     model_rng, dropout_rng, label_rng = jax.random.split(rng, 3)
     y = self._labels(batch)
     if y is not None and self.cond_dropout:
@@ -102,7 +101,7 @@ class DiffusionTask(task.Generator):
     else:
       per_example = diffusion.loss(model_fn, self.schedule, batch['image'], model_rng,
                                    prediction=self.prediction)
-    return jnp.mean(per_example), {}
+    return per_example, {}
 
   def model_fn(self, params, n: int, labels=None):
     """The network as the samplers call it, (x, t) → prediction, with guidance for a conditional model;

@@ -5,14 +5,14 @@
 rates and Adam β) applies both, and its EMA of the parameters is the EMA generator that sampling, export and
 evaluation use. Losses and R1 are in `aigc_jax/adversarial.py`.
 
-config.task: gan_loss (non_saturating | hinge), r1_gamma (γ; 0 disables), num_samples.
+config.task: gan_loss (non_saturating | hinge), r1_gamma (γ; 0 disables).
 """
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aigc_jax import adversarial
+from aigc_jax.objectives import adversarial
 from aigc_jax import models
 from aigc_jax.tasks import task
 
@@ -29,7 +29,6 @@ class GANTask(task.Generator):
     self.model = models.build(config.model)
     self.latent_dim = config.model.latent_dim
     self.kind, self.r1_gamma = config.task.gan_loss, config.task.r1_gamma
-    self.data, self.num_samples = config.data, config.task.num_samples
 
   def init(self, rng, batch):
     return self.model.init({'params': rng}, jnp.zeros((1, self.latent_dim), jnp.float32))['params']
