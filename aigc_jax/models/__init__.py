@@ -1,6 +1,7 @@
 """Architectures, selected by `config.model.name`. Adding one is an import and a line here."""
 
 from aigc_jax.models import autoencoder
+from aigc_jax.models import feature_net
 from aigc_jax.models import gan
 from aigc_jax.models import restoration
 from aigc_jax.models import unet
@@ -11,6 +12,7 @@ MODELS = {
     'red_cnn': restoration.REDCNN,
     'dcgan': gan.GAN,
     'kl_autoencoder': autoencoder.KLAutoencoder,
+    'ct_feature_net': feature_net.FeatureNet,
 }
 
 

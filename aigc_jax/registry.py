@@ -1,0 +1,66 @@
+"""What a config can name: tasks (`config.task.name`), data sources (`config.data.name`, up to a ':') and
+evaluator types (`config.evals.<name>.type`); models are in `aigc_jax/models/__init__.py` (tasks build them).
+
+Adding one is a file of its own and one line here (docs/architecture.md has a worked example).
+"""
+
+import ml_collections
+
+from aigc_jax.core import evaluation
+from aigc_jax.data import pipeline
+from aigc_jax.evals import classification as classification_eval
+from aigc_jax.evals import ct_reconstruction
+from aigc_jax.evals import ct_restoration
+from aigc_jax.evals import ct_samples
+from aigc_jax.tasks import autoencoder
+from aigc_jax.tasks import classification
+from aigc_jax.tasks import diffusion
+from aigc_jax.tasks import gan
+from aigc_jax.tasks import latent_diffusion
+from aigc_jax.tasks import restoration
+
+TASKS = {
+    'diffusion': diffusion.DiffusionTask,
+    'restoration': restoration.RestorationTask,
+    'gan': gan.GANTask,
+    'vae': autoencoder.VAETask,
+    'latent_diffusion': latent_diffusion.LatentDiffusionTask,
+    'classification': classification.ClassificationTask,
+}
+
+DATA_SOURCES = {
+    'phantom_ct': pipeline.CTSlices,   # the built-in CT phantom
+    'tfds': pipeline.CTSlices,         # tfds:<name>, a dataset written by `python -m aigc_jax.prepare`
+}
+
+EVALUATORS = {
+    'ct_samples': ct_samples.CTSamples,
+    'ct_reconstruction': ct_reconstruction.CTReconstruction,
+    'ct_restoration': ct_restoration.CTRestoration,
+    'classification': classification_eval.Classification,
+}
+
+
+def build_task(config: ml_collections.ConfigDict):
+  if config.task.name not in TASKS:
+    raise ValueError(f'config.task.name={config.task.name!r} is not a task; choose one of {sorted(TASKS)}.')
+  return TASKS[config.task.name](config)
+
+
+def build_data(config: ml_collections.ConfigDict):
+  kind = config.data.name.split(':', 1)[0]
+  if kind not in DATA_SOURCES:
+    raise ValueError(f'config.data.name={config.data.name!r} is not a data source; choose one of '
+                     f'{sorted(DATA_SOURCES)} (tfds:<name> for a prepared dataset).')
+  return DATA_SOURCES[kind](config.data)
+
+
+def build_evaluators(config: ml_collections.ConfigDict, task) -> dict[str, evaluation.Evaluator]:
+  """{name: evaluator} for every entry of `config.evals` (in the config's order)."""
+  out = {}
+  for name, cfg in (config.get('evals') or {}).items():
+    kind = cfg.get('type')
+    if kind not in EVALUATORS:
+      raise ValueError(f'config.evals.{name}.type={kind!r} is not an evaluator; choose one of {sorted(EVALUATORS)}.')
+    out[name] = EVALUATORS[kind](cfg, name=name, config=config, task=task)
+  return out
