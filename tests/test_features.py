@@ -57,7 +57,9 @@ def test_train_features_trains_through_the_trainer_and_exports_a_loadable_networ
   assert {'train/cross_entropy', 'train/level_mse', 'train/histogram_ce'} <= set().union(*rows)
   assert (work / 'kind' / 'confusion_0000004.png').exists()
   table = (work / 'kind' / 'confusion_0000004.txt').read_text()
-  assert 'liver mass' in table and sum(int(v) for v in table.split()[-3:]) >= 0
+  counts = np.array([[int(v) for v in line.split()[-3:]] for line in table.splitlines()[1:]])
+  assert 'liver mass' in table and counts.shape == (3, 3) and counts.sum() == 16  # every held-out example
+  assert np.trace(counts) / 16 == pytest.approx(final['kind/accuracy'])
   (tmp_path / 'bad.msgpack').write_bytes(b'not a network')
   with pytest.raises(ValueError, match='bad.msgpack'):
     features.Features(str(tmp_path / 'bad.msgpack'))

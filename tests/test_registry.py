@@ -76,3 +76,12 @@ def test_task_steps_lowers_its_loss_and_resumes(name, autoencoder_run, tmp_path)
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), jax.device_get(state))
   nxt = next(fresh)  # the data iterator resumed where it stood: the batch after the fixed one
   np.testing.assert_array_equal(nxt['image'], next(it)['image'])
+
+
+def test_an_evaluator_the_task_cannot_serve_is_refused_by_name():
+  """A sample grid asked of a classifier fails when the run is built, naming the evaluator and the method."""
+  config = ct_features.get_config('test')
+  config.evals.grid = {'type': 'ct_samples', 'every': 4}
+  task = registry.build_task(config)
+  with pytest.raises(ValueError, match=r"config.evals.grid .*'ct_samples'.* sample\(\).*'classification'"):
+    registry.build_evaluators(config, task)

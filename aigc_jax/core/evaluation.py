@@ -70,6 +70,13 @@ class Evaluator:
   def run(self, params: Any, rng: jax.Array, ctx: Context) -> Output:
     raise NotImplementedError
 
+  def needs(self, method: str) -> None:
+    """Refuses, at build time and by name, a task that lacks the `method` this evaluator calls."""
+    if not callable(getattr(self.task, method, None)):
+      raise ValueError(f'config.evals.{self.name} (type {self.cfg.get("type")!r}) calls the task\'s {method}(); '
+                       f'config.task.name={self.config.task.name!r} has none: drop the evaluator or pick another '
+                       'type.')
+
   def due(self, step: int, is_last: bool) -> bool:
     return self.every > 0 and (step % self.every == 0 or is_last)
 

@@ -49,9 +49,10 @@ def confusion_image(confusion: np.ndarray) -> np.ndarray:
 
 
 def confusion_text(confusion: np.ndarray, names: list[str]) -> str:
-  width = max(8, *(len(n) for n in names)) + 1
-  rows = ['true \\ predicted'.ljust(width) + ''.join(n.rjust(width) for n in names)]
-  rows += [n.ljust(width) + ''.join(str(v).rjust(width) for v in row) for n, row in zip(names, confusion)]
+  corner = 'true \\ predicted'
+  first, width = max(len(corner), *(len(n) for n in names)) + 1, max(8, *(len(n) for n in names)) + 1
+  rows = [corner.ljust(first) + ''.join(n.rjust(width) for n in names)]
+  rows += [n.ljust(first) + ''.join(str(v).rjust(width) for v in row) for n, row in zip(names, confusion)]
   return '\n'.join(rows)
 
 
@@ -61,6 +62,7 @@ class Classification(evaluation.Evaluator):
 
   def __init__(self, cfg, **kw):
     super().__init__(cfg, **kw)
+    self.needs('predict')
     t = self.config.task
     if 'label' not in t or 'num_classes' not in t:
       raise ValueError(f'a "classification" evaluator (config.evals.{self.name}) needs a task with '

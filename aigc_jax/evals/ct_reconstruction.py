@@ -25,9 +25,7 @@ class CTReconstruction(evaluation.Evaluator):
   def __init__(self, cfg, **kw):
     super().__init__(cfg, **kw)
     config, task = self.config, self.task
-    if not hasattr(task, 'reconstruct'):
-      raise ValueError(f'a "ct_reconstruction" evaluator needs an autoencoder task; config.task.name='
-                       f'{config.task.name!r} has no reconstruct.')
+    self.needs('reconstruct')
     self.data = config.data
     self._fn = jax.jit(lambda p, x: jnp.clip(task.reconstruct(p, x), -1.0, 1.0))
 

@@ -26,6 +26,7 @@ class CTRestoration(evaluation.Evaluator):
   def __init__(self, cfg, **kw):
     super().__init__(cfg, **kw)
     config, task = self.config, self.task
+    self.needs('predict')
     if 'low_dose' not in pipeline.batch_spec(config.data, 1):
       raise ValueError('a "ct_restoration" evaluator needs low-/full-dose pairs: config.data.pairs=True or a '
                        'prepared dataset with a low_dose key.')

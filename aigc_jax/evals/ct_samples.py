@@ -27,11 +27,8 @@ class CTSamples(evaluation.Evaluator):
 
   def __init__(self, cfg, **kw):
     super().__init__(cfg, **kw)
-    config, task = self.config, self.task
-    if not hasattr(task, 'sample'):
-      raise ValueError(f'a "ct_samples" evaluator needs a task that samples; config.task.name='
-                       f'{config.task.name!r} does not.')
-    self.data = config.data
+    self.needs('sample')
+    self.data = self.config.data
     self._draw = {}
 
   @functools.cached_property
