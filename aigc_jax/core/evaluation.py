@@ -110,6 +110,17 @@ def write(name: str, output: Output, step: int, writer: reporting.Writer, workdi
         f.write(text)
 
 
+def in_batches(fn, images: np.ndarray, batch: int) -> np.ndarray:
+  """fn over `images` in batches of `batch`, the last one zero-padded so fn compiles once; float64 out."""
+  images = np.asarray(images, np.float32)
+  out = []
+  for i in range(0, len(images), batch):
+    x = images[i:i + batch]
+    x = np.concatenate([x, np.zeros((batch - len(x),) + x.shape[1:], np.float32)])
+    out.append(np.asarray(fn(x))[:min(batch, len(images) - i)])
+  return np.concatenate(out).astype(np.float64)
+
+
 def eval_key(step: int) -> jax.Array:
   """The key of every evaluation at `step`: fixed per step, so reruns and resumes draw the same."""
   return jax.random.fold_in(jax.random.PRNGKey(0x5A3), step)

@@ -84,13 +84,9 @@ class Classification(evaluation.Evaluator):
   def run(self, params, rng, ctx):
     del rng
     images, labels = self.examples
-    n, b = len(images), min(int(self.cfg.batch), len(images))
-    logits = []
-    for i in range(0, n, b):  # fixed-size batches (the last one padded) so predict compiles once
-      x = images[i:i + b]
-      x = np.concatenate([x, np.zeros((b - len(x),) + x.shape[1:], x.dtype)])
-      logits.append(np.asarray(ctx.gather(self._fn(params, x)), np.float64)[:min(b, n - i)])
-    logits = np.concatenate(logits)
+    n = len(images)
+    # Fixed-size batches (the last one padded) so predict compiles once.
+    logits = evaluation.in_batches(lambda x: ctx.gather(self._fn(params, x)), images, min(int(self.cfg.batch), n))
     if np.any(labels < 0) or np.any(labels >= self.num_classes):
       raise ValueError(f'held-out {self.label!r} labels lie outside 0…{self.num_classes - 1} '
                        '(config.task.num_classes).')

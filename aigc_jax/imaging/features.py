@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aigc_jax.core import evaluation
 from aigc_jax.data import phantom
 from aigc_jax.data import pipeline
 from aigc_jax.models import feature_net
@@ -71,7 +72,7 @@ class Features:
       # Back to HU (within the run's window) and into the window the net learned; HU outside the run's
       # window is lost either way, but what the slice shows means the same to the net.
       images = pipeline.window(pipeline.unwindow(images, lo, hi), *WINDOW_HU)
-    return in_batches(lambda x: self._apply(self.params, x), images, batch)
+    return evaluation.in_batches(lambda x: self._apply(self.params, x), images, batch)
 
 
 def _model_fields(path: str) -> dict:
@@ -83,17 +84,6 @@ def _model_fields(path: str) -> dict:
     return {}
   return {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()
           if k in ('channels', 'size', 'num_classes', 'bins')}
-
-
-def in_batches(fn, images: np.ndarray, batch: int) -> np.ndarray:
-  """fn over `images` in batches of `batch`, the last one zero-padded so fn compiles once; float64 out."""
-  images = np.asarray(images, np.float32)
-  out = []
-  for i in range(0, len(images), batch):
-    x = images[i:i + batch]
-    x = np.concatenate([x, np.zeros((batch - len(x),) + x.shape[1:], np.float32)])
-    out.append(np.asarray(fn(x))[:min(batch, len(images) - i)])
-  return np.concatenate(out).astype(np.float64)
 
 
 def labelled_slices(num: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

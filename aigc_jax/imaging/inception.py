@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax.imaging import features
+from aigc_jax.core import evaluation
 
 BN_EPS = 1e-3
 SIZE = 299
@@ -213,7 +213,7 @@ class InceptionFeatures:
     return f'InceptionV3 (FID) {os.path.basename(self.path)} sha256:{self.sha256[:16]}'
 
   def __call__(self, images: np.ndarray, batch: int = 16) -> np.ndarray:
-    return features.in_batches(lambda x: self._apply(self.params, x), images, batch)
+    return evaluation.in_batches(lambda x: self._apply(self.params, x), images, batch)
 
 
 def preprocess(x: jax.Array) -> jax.Array:
