@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 
 from aigc_jax import registry
+from aigc_jax.core import checkpoint
 from aigc_jax.core import evaluation
 from aigc_jax.core import reporting
 from aigc_jax.core import train
@@ -21,9 +22,11 @@ from aigc_jax.data import pipeline
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> train_state.TrainState:
   """Trains the run `config` describes in `workdir` (resuming there); returns the final state."""
+  checkpoint.check_workdir(workdir)  # the data source may keep a file there (the text source's tokenizer)
   task = registry.build_task(config)
-  return train.train_and_evaluate(config, workdir, task=task, data=registry.build_data(config),
-                                  evaluators=registry.build_evaluators(config, task))
+  data = registry.build_data(config, workdir)
+  return train.train_and_evaluate(config, workdir, task=task, data=data,
+                                  evaluators=registry.build_evaluators(config, task, data))
 
 
 def compile_report(config: ml_collections.ConfigDict) -> dict[str, float]:
@@ -36,15 +39,17 @@ def abstract_params(task: Any, data: Any) -> Any:
   return nn.meta.unbox(jax.eval_shape(lambda k: task.init(k, data.batch_spec(1)), jax.random.PRNGKey(0)))
 
 
-def load_run(workdir: str, task_overrides: dict | None = None):
-  """(config, task, EMA params, step) of the newest checkpoint in a training workdir that restores."""
+def load_run(workdir: str, task_overrides: dict | None = None, *, with_data: bool = False):
+  """(config, task, EMA params, step) of the newest checkpoint in a training workdir that restores; with
+  `with_data`, also the run's data source (as it was trained: the text source reads the run's tokenizer)."""
   config = workdir_lib.load_config(workdir)
   for key, value in (task_overrides or {}).items():
     config.task[key] = value
   task = registry.build_task(config)
-  params, step = workdir_lib.ema_params(workdir, abstract_params(task, registry.build_data(config)))
+  data = registry.build_data(config, workdir)
+  params, step = workdir_lib.ema_params(workdir, abstract_params(task, data))
   task.check_params(params)
-  return config, task, params, step
+  return (config, task, params, step, data) if with_data else (config, task, params, step)
 
 
 def generate(workdir: str, *, num: int, seed: int = 0, batch: int = 16, overrides: dict | None = None,
@@ -71,8 +76,8 @@ def run_evaluators(workdir: str, *, names: tuple[str, ...] = (), out_dir: str = 
 
   Returns ({name: evaluation.Output}, step).
   """
-  config, task, params, step = load_run(workdir)
-  evaluators = registry.build_evaluators(config, task)
+  config, task, params, step, data = load_run(workdir, with_data=True)
+  evaluators = registry.build_evaluators(config, task, data)
   unknown = sorted(set(names) - set(evaluators))
   if unknown:
     raise ValueError(f'--evals={",".join(names)}: {unknown} not in the run\'s config.evals ({sorted(evaluators)}).')

@@ -8,14 +8,17 @@ import ml_collections
 
 from aigc_jax.core import evaluation
 from aigc_jax.data import pipeline
+from aigc_jax.data import text
 from aigc_jax.evals import classification as classification_eval
 from aigc_jax.evals import ct_reconstruction
 from aigc_jax.evals import ct_restoration
 from aigc_jax.evals import ct_samples
+from aigc_jax.evals import language_model as language_model_eval
 from aigc_jax.tasks import autoencoder
 from aigc_jax.tasks import classification
 from aigc_jax.tasks import diffusion
 from aigc_jax.tasks import gan
+from aigc_jax.tasks import language_model
 from aigc_jax.tasks import latent_diffusion
 from aigc_jax.tasks import restoration
 
@@ -26,11 +29,13 @@ TASKS = {
     'vae': autoencoder.VAETask,
     'latent_diffusion': latent_diffusion.LatentDiffusionTask,
     'classification': classification.ClassificationTask,
+    'language_model': language_model.LanguageModelTask,
 }
 
 DATA_SOURCES = {
     'phantom_ct': pipeline.CTSlices,   # the built-in CT phantom
     'tfds': pipeline.CTSlices,         # tfds:<name>, a dataset written by `python -m aigc_jax.prepare`
+    'text': text.TextRows,             # packed token rows of real medical text (aigc_jax/text/corpora.py)
 }
 
 EVALUATORS = {
@@ -38,6 +43,8 @@ EVALUATORS = {
     'ct_reconstruction': ct_reconstruction.CTReconstruction,
     'ct_restoration': ct_restoration.CTRestoration,
     'classification': classification_eval.Classification,
+    'perplexity': language_model_eval.Perplexity,
+    'text_samples': language_model_eval.TextSamples,
 }
 
 
@@ -47,20 +54,23 @@ def build_task(config: ml_collections.ConfigDict):
   return TASKS[config.task.name](config)
 
 
-def build_data(config: ml_collections.ConfigDict):
+def build_data(config: ml_collections.ConfigDict, workdir: str | None = None):
+  """The data source of `config.data`; `workdir` is where the run keeps what the source must keep with it
+  (the text source's tokenizer), None outside a run."""
   kind = config.data.name.split(':', 1)[0]
   if kind not in DATA_SOURCES:
     raise ValueError(f'config.data.name={config.data.name!r} is not a data source; choose one of '
                      f'{sorted(DATA_SOURCES)} (tfds:<name> for a prepared dataset).')
-  return DATA_SOURCES[kind](config.data)
+  return DATA_SOURCES[kind](config.data, workdir=workdir)
 
 
-def build_evaluators(config: ml_collections.ConfigDict, task) -> dict[str, evaluation.Evaluator]:
-  """{name: evaluator} for every entry of `config.evals` (in the config's order)."""
+def build_evaluators(config: ml_collections.ConfigDict, task, data=None) -> dict[str, evaluation.Evaluator]:
+  """{name: evaluator} for every entry of `config.evals` (in the config's order), given the run's task and
+  data source (an evaluator reads held-out data through it: the text source's tokenizer and splits)."""
   out = {}
   for name, cfg in (config.get('evals') or {}).items():
     kind = cfg.get('type')
     if kind not in EVALUATORS:
       raise ValueError(f'config.evals.{name}.type={kind!r} is not an evaluator; choose one of {sorted(EVALUATORS)}.')
-    out[name] = EVALUATORS[kind](cfg, name=name, config=config, task=task)
+    out[name] = EVALUATORS[kind](cfg, name=name, config=config, task=task, data=data)
   return out

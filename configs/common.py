@@ -30,7 +30,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Logical axis (named by the models) → mesh axis or None. Convs: output channels over fsdp, input channels
   # over tensor; dense layers and attention: Megatron-style, features/heads over tensor, the rest over fsdp.
   c.mesh.rules = (('conv_in', 'tensor'), ('conv_out', 'fsdp'), ('embed', 'fsdp'), ('mlp', 'tensor'),
-                  ('heads', 'tensor'), ('kv', None))
+                  ('heads', 'tensor'), ('kv', None), ('vocab', 'tensor'))
 
   c.optim = ml_collections.ConfigDict()
   c.optim.name = 'adam'          # sgd, or any optax.scale_by_<name>: adam, lion, rms, amsgrad, belief, …
@@ -57,15 +57,17 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def tiny_trainer(c: ml_collections.ConfigDict) -> None:
-  """The trainer fields of every recipe's `test` variant: 4 steps of batch 8 on 16×16 images, logging,
-  evaluating and checkpointing often enough that tests see each of them (call it after `c.evals` is set)."""
+  """The trainer fields of every recipe's `test` variant: 4 steps of batch 8 (on 16×16 images, for image
+  data), logging, evaluating and checkpointing often enough that tests see each of them (call it after
+  `c.evals` is set)."""
   c.num_steps = 4
   c.batch_size = 8
   c.log_every = 2
   for ev in c.evals.values():
     ev.every = 4
   c.checkpoint_every = 2
-  c.data.image_size = 16
+  if 'image_size' in c.data:
+    c.data.image_size = 16
   c.optim.warmup_steps = 2
   c.optim.ema_decay = 0.9
 
@@ -104,5 +106,26 @@ def ct_data(size: int) -> ml_collections.ConfigDict:
   d.shuffle = True
   d.num_threads = 1              # grain read threads: the phantom is CPU-bound Python, 2 threads were slower
   d.num_workers = 0              # grain worker processes (0: read in the training process)
+  d.prefetch = 4
+  return d
+
+
+def text_data(seq_len: int = 128) -> ml_collections.ConfigDict:
+  """The language models' text source (aigc_jax/data/text.py): packed rows of real medical text."""
+  d = ml_collections.ConfigDict()
+  d.name = 'text'
+  d.corpora = ('icd10cm', 'iu_reports')
+  d.max_documents = 0            # per corpus, before the split; 0: all
+  d.seq_len = seq_len
+  d.tokenizer = ''               # a file from python -m aigc_jax.tokenizer; '': train one at start, kept
+  d.tokenizer_kind = 'bpe'
+  d.vocab_size = 8192
+  d.val_fraction = 0.05          # held-out shares, drawn by document group (ICD category, report)
+  d.test_fraction = 0.05
+  d.split = 'train'
+  d.seed = 0
+  d.shuffle = True
+  d.num_threads = 1
+  d.num_workers = 0
   d.prefetch = 4
   return d

@@ -16,9 +16,10 @@ from configs import ct_features
 from configs import ct_gan
 from configs import ct_ldm
 from configs import ct_vae
+from configs import lm_gpt
 
 RECIPES = {'diffusion': ct, 'restoration': ct_denoise, 'gan': ct_gan, 'vae': ct_vae, 'latent_diffusion': ct_ldm,
-           'classification': ct_features}
+           'classification': ct_features, 'language_model': lm_gpt}
 STEPS = 30
 
 
@@ -75,7 +76,7 @@ def test_task_steps_lowers_its_loss_and_resumes(name, autoencoder_run, tmp_path)
   assert how == 'resumed' and int(restored.step) == STEPS
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored), jax.device_get(state))
   nxt = next(fresh)  # the data iterator resumed where it stood: the batch after the fixed one
-  np.testing.assert_array_equal(nxt['image'], next(it)['image'])
+  jax.tree.map(np.testing.assert_array_equal, nxt, next(it))
 
 
 def test_an_evaluator_the_task_cannot_serve_is_refused_by_name():

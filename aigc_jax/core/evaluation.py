@@ -57,13 +57,14 @@ class Evaluator:
   Subclasses set `fields` ({field: default}) and implement `run`.
 
   The constructor's arguments are given by the registry: the evaluator's own config, its name in
-  `config.evals`, and the run's config and task.
+  `config.evals`, and the run's config, task and data source (None where a caller has none).
   """
 
   fields: dict[str, Any] = {}
 
-  def __init__(self, cfg: ml_collections.ConfigDict, *, name: str, config: ml_collections.ConfigDict, task: Any):
-    self.name, self.config, self.task = name, config, task
+  def __init__(self, cfg: ml_collections.ConfigDict, *, name: str, config: ml_collections.ConfigDict, task: Any,
+               data: Any = None):
+    self.name, self.config, self.task, self.data = name, config, task, data
     self.cfg = check_fields(cfg, name, self.fields)
     self.every = int(self.cfg.every)
 

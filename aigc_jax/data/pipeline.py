@@ -15,7 +15,6 @@ resumed run sees exactly the batches an uninterrupted run would have seen.
 import os
 import time
 
-from absl import flags
 import grain
 import jax
 import ml_collections
@@ -26,6 +25,7 @@ from aigc_jax.imaging import acquisition
 from aigc_jax.imaging import geometry
 from aigc_jax.data import phantom
 from aigc_jax.data import records
+from aigc_jax.data import serving
 
 
 def phantom_dose(config: ml_collections.ConfigDict) -> tuple[float, float, float]:
@@ -126,31 +126,11 @@ def make_dataset(config: ml_collections.ConfigDict, *, batch_size: int, process_
     batch_size: the global batch size.
     process_index, process_count: this process's place among the JAX processes.
   """
-  if batch_size % process_count:
-    raise ValueError(f'batch_size={batch_size} is not divisible by the {process_count} processes.')
-  local = batch_size // process_count
-  ds = grain.MapDataset.source(make_source(config))
-  if config.shuffle:
-    ds = ds.shuffle(seed=config.seed)  # the same permutation on every process
-  ds = ds.repeat(None)  # reshuffled differently each epoch, deterministically
-  ds = ds.map(_to_example(config))
+  ds = serving.stream(make_source(config), config).map(_to_example(config))
   if config.hflip or config.affine_deg or config.affine_scale or config.affine_shift:
     ds = ds.random_map(_augment(config), seed=config.seed)  # keyed by example index: same on any process count
-  # Global batch k is rows [k*B, (k+1)*B) of the stream, whatever the process count; process p takes the
-  # p-th of its P slices. Lazy: a process reads only its own examples, and the global batch (hence the
-  # run) does not change when the same job runs on more or fewer processes.
-  ds = ds.batch(local, drop_remainder=True)[process_index::process_count]
-  read = grain.ReadOptions(num_threads=config.num_threads, prefetch_buffer_size=config.prefetch)
-  it = ds.to_iter_dataset(read)
-  if config.num_workers:
-    if not flags.FLAGS.is_parsed():
-      # grain's workers read its absl flags; outside an absl app (notebooks, tests) nothing parsed them.
-      flags.FLAGS.mark_as_parsed()
-    # Worker processes for heavy per-example work (the acquisition model, big resizes); the batches, their
-    # order and the checkpointable state are the same as without workers.
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.num_workers,
-                                                     per_worker_buffer_size=config.prefetch))
-  return it
+  return serving.serve(ds, config, batch_size=batch_size, process_index=process_index,
+                       process_count=process_count)
 
 
 HELD_OUT_SPLITS = ('test', 'validation')  # the held-out splits `prepare` writes, in order of preference
@@ -332,7 +312,8 @@ class CTSlices:
   """The CT slices of `config.data` (the phantom or a prepared dataset) as the trainer takes a data source:
   `batch_spec(batch_size)` and `make_dataset(batch_size=, process_index=, process_count=)`."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str | None = None):
+    del workdir  # nothing to keep with the run
     self.config = config
 
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:

@@ -26,12 +26,12 @@ class CTReconstruction(evaluation.Evaluator):
     super().__init__(cfg, **kw)
     config, task = self.config, self.task
     self.needs('reconstruct')
-    self.data = config.data
+    self.data_config = config.data
     self._fn = jax.jit(lambda p, x: jnp.clip(task.reconstruct(p, x), -1.0, 1.0))
 
   @functools.cached_property
   def images(self) -> np.ndarray:
-    d = self.data
+    d = self.data_config
     hu, source = pipeline.monitor_hu(d, self.cfg.num)
     reporting.log(f'ct_reconstruction on {len(hu)} slices of {source}')
     return pipeline.window(hu, d.window_lo, d.window_hi)[..., None].astype(np.float32)

@@ -30,12 +30,12 @@ class CTRestoration(evaluation.Evaluator):
     if 'low_dose' not in pipeline.batch_spec(config.data, 1):
       raise ValueError('a "ct_restoration" evaluator needs low-/full-dose pairs: config.data.pairs=True or a '
                        'prepared dataset with a low_dose key.')
-    self.data = config.data
+    self.data_config = config.data
     self._fn = jax.jit(lambda p, x: jnp.clip(task.predict(p, {'low_dose': x}), -1.0, 1.0))
 
   @functools.cached_property
   def pairs(self) -> tuple[np.ndarray, np.ndarray]:
-    d = self.data
+    d = self.data_config
     low, full, source = pipeline.monitor_pairs(d, self.cfg.num)
     reporting.log(f'{self.name}: restoration pairs from {source}')
     win = lambda x: pipeline.window(x, d.window_lo, d.window_hi)[..., None].astype(np.float32)

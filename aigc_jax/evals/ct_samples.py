@@ -28,13 +28,13 @@ class CTSamples(evaluation.Evaluator):
   def __init__(self, cfg, **kw):
     super().__init__(cfg, **kw)
     self.needs('sample')
-    self.data = self.config.data
+    self.data_config = self.config.data
     self._draw = {}
 
   @functools.cached_property
   def _reference(self) -> np.ndarray:
     """Held-out slices in HU, read once per run (the same at every step); within the window."""
-    d = self.data
+    d = self.data_config
     hu, source = pipeline.monitor_hu(d, self.cfg.num)
     reporting.log(f'ct_samples scores against {len(hu)} slices of {source}')
     return np.clip(hu, d.window_lo, d.window_hi)
@@ -45,7 +45,7 @@ class CTSamples(evaluation.Evaluator):
 
   def _sampler(self, ctx):
     if ctx.batch_sharding not in self._draw:
-      shape = (self.cfg.num,) + tuple(pipeline.batch_spec(self.data, 1)['image'].shape[1:])
+      shape = (self.cfg.num,) + tuple(pipeline.batch_spec(self.data_config, 1)['image'].shape[1:])
       self._draw[ctx.batch_sharding] = jax.jit(lambda p, k: self.task.sample(p, k, shape),
                                                out_shardings=ctx.batch_sharding)
     return self._draw[ctx.batch_sharding]
@@ -53,10 +53,10 @@ class CTSamples(evaluation.Evaluator):
   def sample_hu(self, params, rng, ctx) -> np.ndarray:
     """[num, H, W] samples in HU (every process takes part; each gets them all)."""
     x = np.asarray(ctx.gather(self._sampler(ctx)(params, rng)))[..., 0]
-    return pipeline.unwindow(x, self.data.window_lo, self.data.window_hi)
+    return pipeline.unwindow(x, self.data_config.window_lo, self.data_config.window_hi)
 
   def run(self, params, rng, ctx):
-    d = self.data
+    d = self.data_config
     hu = self.sample_hu(params, rng, ctx)
     win = lambda x: pipeline.window(x, d.window_lo, d.window_hi)
     out = evaluation.Output(images={'samples': reporting.image_grid(win(hu)[..., None])})

@@ -4,6 +4,7 @@ from aigc_jax.models import autoencoder
 from aigc_jax.models import feature_net
 from aigc_jax.models import gan
 from aigc_jax.models import restoration
+from aigc_jax.models import transformer
 from aigc_jax.models import unet
 
 MODELS = {
@@ -13,6 +14,7 @@ MODELS = {
     'dcgan': gan.GAN,
     'kl_autoencoder': autoencoder.KLAutoencoder,
     'ct_feature_net': feature_net.FeatureNet,
+    'transformer': transformer.Transformer,
 }
 
 

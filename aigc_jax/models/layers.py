@@ -29,8 +29,13 @@ def dense(features: int, *, dtype, **kw) -> nn.Dense:
 ATTENTION = ('auto', 'einsum', 'dot_product')
 
 
-def attend(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = 'auto', images_per_pass: int = 0) -> jax.Array:
-  """softmax(q k^T / sqrt(d)) v over [B, L, heads, d].
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = 'auto', images_per_pass: int = 0,
+           mask: jax.Array | None = None) -> jax.Array:
+  """softmax(q k^T / sqrt(d)) v over q [B, T, heads, d] and k, v [B, S, heads, d].
+
+  `mask` (bool, broadcastable to [B, heads, T, S]; True = may attend) hides keys: a causal language model's
+  future tokens, other documents packed into the same row, an empty KV-cache slot. A query that may attend
+  to nothing (padding) gets an average of the values, not NaN.
 
   'dot_product' is `jax.nn.dot_product_attention` (cuDNN's fused flash attention on GPUs that have it);
   'einsum' is the plain formula with the 1/sqrt(d) folded into q, ~1.5x faster on XLA:CPU (STACK.md);
@@ -42,7 +47,9 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = 'auto', images_
   if impl == 'auto':
     impl = 'einsum' if jax.default_backend() == 'cpu' else 'dot_product'
   if impl == 'dot_product':
-    return jax.nn.dot_product_attention(q, k, v)
+    return jax.nn.dot_product_attention(q, k, v, mask=mask)
+  if mask is not None:
+    return _einsum_attention(q, k, v, mask)
   b = q.shape[0]
   if 0 < images_per_pass < b and b % images_per_pass == 0:
     passes = b // images_per_pass
@@ -53,8 +60,10 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = 'auto', images_
   return _einsum_attention(q, k, v)
 
 
-def _einsum_attention(q, k, v):
+def _einsum_attention(q, k, v, mask=None):
   q = q * (q.shape[-1] ** -0.5)
   logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)  # softmax in float32: bf16-safe
+  if mask is not None:
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)  # finite: an all-masked row stays finite
   weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
   return jnp.einsum('bhqk,bkhd->bqhd', weights, v)

@@ -1,0 +1,143 @@
+"""Token rows for the language models: documents → tokenizer → packed rows of `seq_len` tokens.
+
+  config.data.name = 'text'
+  config.data.corpora = ('icd10cm', 'iu_reports')   # aigc_jax/text/corpora.py
+  config.data.seq_len = 128
+  config.data.tokenizer = ''        # a tokenizer file (python -m aigc_jax.tokenizer); '' trains one at start
+  config.data.tokenizer_kind = 'bpe'   # when training one: 'bpe' (causal) or 'wordpiece' (masked LM)
+  config.data.vocab_size = 8192
+  config.data.val_fraction, config.data.test_fraction = 0.05, 0.05   # by document group (corpora.split_of)
+
+A batch holds 'tokens', 'segment_ids' (1, 2, … for the documents in a row; 0 is padding) and 'positions'
+(restarting at 0 in each document), all int32 [B, seq_len]. Documents end with [EOS] and follow one another
+across rows (GPT-2's packing: no padding in training rows; a document cut at a row's end goes on at position 0
+of the next row).
+
+The tokenizer is saved with the run: the first start writes `<workdir>/tokenizer.json`, and every later
+start, resume, `evaluate` or `sample` reads that file. A configured tokenizer file that differs from the saved
+one is refused (the model's token ids would mean other words). With no file configured, one is trained on the
+training split of the corpora (never on validation or test text).
+"""
+
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from aigc_jax.core import reporting
+from aigc_jax.data import serving
+from aigc_jax.text import corpora
+from aigc_jax.text import tokenizer as tokenizer_lib
+
+TOKENIZER_FILE = 'tokenizer.json'
+KEYS = ('tokens', 'segment_ids', 'positions')
+
+
+def pack(docs: list[list[int]], seq_len: int, eos: int, *, pad_last: bool = False) -> dict[str, np.ndarray]:
+  """Token lists → rows {'tokens', 'segment_ids', 'positions'} [N, seq_len] int32, each document followed by
+  `eos`. The tail that does not fill a row is dropped, or padded (segment 0) with `pad_last`."""
+  lengths = np.array([len(d) + 1 for d in docs], np.int64)
+  stream = np.fromiter((t for d in docs for t in (*d, eos)), np.int32, count=int(lengths.sum()))
+  doc_of = np.repeat(np.arange(len(docs)), lengths)
+  doc_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
+  n = len(stream)
+  rows = -(-n // seq_len) if pad_last else n // seq_len
+  total = rows * seq_len
+  if total > n:
+    pad = total - n
+    stream = np.concatenate([stream, np.zeros(pad, np.int32)])
+    doc_of = np.concatenate([doc_of, np.full(pad, -1)])
+    doc_start = np.concatenate([doc_start, np.full(pad, n)])
+  stream, doc_of, doc_start = stream[:total], doc_of[:total], doc_start[:total]
+  index = np.arange(total)
+  row_start = index - index % seq_len
+  positions = index - np.maximum(doc_start, row_start)
+  doc_of = doc_of.reshape(rows, seq_len)
+  segment = doc_of - doc_of[:, :1] + 1  # documents numbered from 1 within each row
+  segment[doc_of < 0] = 0
+  positions = positions.reshape(rows, seq_len)
+  positions[doc_of < 0] = 0
+  return {'tokens': stream.reshape(rows, seq_len), 'segment_ids': segment.astype(np.int32),
+          'positions': positions.astype(np.int32)}
+
+
+class Rows:
+  """Random access over packed rows (a grain source)."""
+
+  def __init__(self, rows: dict[str, np.ndarray]):
+    self.rows = rows
+
+  def __len__(self):
+    return len(self.rows['tokens'])
+
+  def __getitem__(self, i):
+    return {k: v[i] for k, v in self.rows.items()}
+
+
+def documents(config: ml_collections.ConfigDict, split: str) -> list[corpora.Document]:
+  """The documents of `split` of the configured corpora (the first `max_documents` of each corpus, if set)."""
+  out = []
+  for name in config.corpora:
+    docs = list(corpora.load([name]))
+    if config.max_documents:
+      docs = docs[:config.max_documents]
+    out += corpora.split(docs, split, config.val_fraction, config.test_fraction)
+  if not out:
+    raise ValueError(f'config.data.corpora={tuple(config.corpora)} has no {split} documents (max_documents='
+                     f'{config.max_documents}, val_fraction={config.val_fraction}, test_fraction='
+                     f'{config.test_fraction}): raise them.')
+  return out
+
+
+def resolve_tokenizer(config: ml_collections.ConfigDict, workdir: str | None) -> tokenizer_lib.Tokenizer:
+  """The run's tokenizer (see the module doc); saved into `workdir` when it is new there."""
+  saved = os.path.join(workdir, TOKENIZER_FILE) if workdir else ''
+  have_saved = bool(saved) and os.path.exists(saved)
+  if config.tokenizer:
+    tok = tokenizer_lib.load(config.tokenizer)
+    if have_saved and tokenizer_lib.load(saved).sha256 != tok.sha256:
+      raise ValueError(f'config.data.tokenizer={config.tokenizer} differs from the tokenizer this run was trained '
+                       f'with ({saved}): its token ids mean other words. Drop --config.data.tokenizer to continue '
+                       'the run, or start a new workdir.')
+  elif have_saved:
+    tok = tokenizer_lib.load(saved)
+  else:
+    texts = [d.text for d in documents(config, 'train')]
+    tok = tokenizer_lib.train(texts, config.tokenizer_kind, config.vocab_size)
+    reporting.log(f'trained a {tok.kind} tokenizer of {tok.vocab_size} tokens on {len(texts):,} training '
+                  f'documents of {",".join(config.corpora)}')
+  if saved and not have_saved and jax.process_index() == 0:
+    tok.save(saved)
+  return tok
+
+
+class TextRows:
+  """The data source of the language models (registered as 'text'): packed rows of the training split.
+
+  `workdir`: where the run keeps its tokenizer (None: nowhere; a tokenizer trained here is then not kept)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str | None = None):
+    self.config = config
+    self.tokenizer = resolve_tokenizer(config, workdir)
+    self._rows = {}
+
+  def rows(self, split: str) -> dict[str, np.ndarray]:
+    """Packed rows of `split` (tokenized once per source); held-out splits keep their last, padded row."""
+    if split not in self._rows:
+      docs = documents(self.config, split)
+      ids = self.tokenizer.encode([d.text for d in docs])
+      self._rows[split] = pack(ids, self.config.seq_len, tokenizer_lib.EOS, pad_last=split != 'train')
+      if not len(self._rows[split]['tokens']):
+        raise ValueError(f'The {split} split of {tuple(self.config.corpora)} has fewer than seq_len='
+                         f'{self.config.seq_len} tokens: lower config.data.seq_len or raise max_documents.')
+    return self._rows[split]
+
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    return {k: jax.ShapeDtypeStruct((batch_size, self.config.seq_len), np.int32) for k in KEYS}
+
+  def make_dataset(self, *, batch_size: int, process_index: int, process_count: int):
+    ds = serving.stream(Rows(self.rows(self.config.split)), self.config)
+    return serving.serve(ds, self.config, batch_size=batch_size, process_index=process_index,
+                         process_count=process_count)
+

@@ -1,0 +1,96 @@
+"""Language-model pretraining: next-token prediction (GPT-2 style) or masked-token prediction (BERT style).
+
+  config.task.name = 'language_model'
+  config.task.objective = 'causal'   # or 'masked'
+  config.task.mask_rate = 0.15       # masked: share of real tokens chosen; of those 80% → [MASK], 10% → a
+                                     # random token, 10% left as they are (BERT's recipe)
+
+Batches are packed rows from the 'text' source (tokens, segment_ids, positions; aigc_jax/data/text.py). The
+loss is the cross-entropy of the predicted tokens, averaged over every predicted token of the batch; a
+row's per-example loss is its own tokens' mean. Causal: every token but a document's first is predicted from
+the tokens before it in its document. Masked: the chosen tokens are predicted from the whole document.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from aigc_jax import models
+from aigc_jax.models import decoding
+from aigc_jax.tasks import task
+from aigc_jax.text import tokenizer as tokenizer_lib
+
+OBJECTIVES = ('causal', 'masked')
+
+
+def causal_targets(tokens: jax.Array, segment_ids: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(targets [B, L], weights [B, L]): position t predicts token t+1 where both are in the same document."""
+  targets = jnp.concatenate([tokens[:, 1:], jnp.zeros_like(tokens[:, :1])], axis=1)
+  nxt = jnp.concatenate([segment_ids[:, 1:], jnp.zeros_like(segment_ids[:, :1])], axis=1)
+  return targets, ((nxt == segment_ids) & (segment_ids != 0)).astype(jnp.float32)
+
+
+def mask_tokens(rng: jax.Array, tokens: jax.Array, segment_ids: jax.Array, rate: float, vocab_size: int
+                ) -> tuple[jax.Array, jax.Array]:
+  """BERT's corruption: (inputs, weights) where weights mark the chosen tokens (`rate` of the real,
+  non-special ones); chosen tokens become [MASK] (80%), a random non-special token (10%) or stay (10%)."""
+  k_pick, k_how, k_rand = jax.random.split(rng, 3)
+  real = (segment_ids != 0) & (tokens >= len(tokenizer_lib.SPECIALS))
+  chosen = real & (jax.random.uniform(k_pick, tokens.shape) < rate)
+  how = jax.random.uniform(k_how, tokens.shape)
+  random_tok = jax.random.randint(k_rand, tokens.shape, len(tokenizer_lib.SPECIALS), vocab_size)
+  inputs = jnp.where(chosen & (how < 0.8), tokenizer_lib.MASK, tokens)
+  inputs = jnp.where(chosen & (how >= 0.8) & (how < 0.9), random_tok, inputs)
+  return inputs, chosen.astype(jnp.float32)
+
+
+class LanguageModelTask(task.Task):
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    t = config.task
+    if t.objective not in OBJECTIVES:
+      raise ValueError(f'config.task.objective={t.objective!r}; choose one of {OBJECTIVES}.')
+    self.objective, self.mask_rate = t.objective, float(t.get('mask_rate', 0.15))
+    self.model = models.build(config.model)
+    if self.model.causal != (self.objective == 'causal'):
+      raise ValueError(f'config.task.objective={self.objective!r} needs config.model.causal='
+                       f'{self.objective == "causal"}: a {"causal" if self.model.causal else "bidirectional"} '
+                       'model cannot learn it.')
+
+  def init(self, rng, batch):
+    return self.model.init({'params': rng}, jnp.zeros((1, batch['tokens'].shape[1]), jnp.int32))['params']
+
+  def predict(self, params, batch):
+    """Logits [B, L, vocab] of the batch's rows, as given (no masking)."""
+    return self.model.apply({'params': params}, batch['tokens'], batch['positions'], batch['segment_ids'])
+
+  def token_losses(self, params, batch, rng) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(cross-entropy [B, L], weights [B, L] of the predicted tokens, correct [B, L]) for a batch."""
+    tokens, seg = batch['tokens'], batch['segment_ids']
+    if self.objective == 'causal':
+      inputs, (targets, weights) = tokens, causal_targets(tokens, seg)
+    else:
+      inputs, weights = mask_tokens(rng, tokens, seg, self.mask_rate, self.model.vocab_size)
+      targets = tokens
+    logits = self.model.apply({'params': params}, inputs, batch['positions'], seg)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    return ce, weights, (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
+
+  def per_example_loss(self, params, batch, rng):
+    ce, w, correct = self.token_losses(params, batch, rng)
+    n = jnp.maximum(w.sum(-1), 1.0)
+    return (ce * w).sum(-1) / n, {'token_accuracy': (correct * w).sum(-1) / n}
+
+  def loss(self, params, batch, rng):
+    ce, w, correct = self.token_losses(params, batch, rng)
+    n = jnp.maximum(w.sum(), 1.0)  # the mean over tokens, not over rows of unequal token counts
+    return (ce * w).sum() / n, {'token_accuracy': (correct * w).sum() / n, 'predicted_tokens': w.sum()}
+
+  def generate(self, params, prompt, rng, *, num_new: int, temperature: float = 1.0, top_k: int = 0,
+               top_p: float = 1.0):
+    """[B, num_new] tokens continuing `prompt` [B, P] (causal models; `models.decoding.generate`)."""
+    if self.objective != 'causal':
+      raise ValueError('Only a causal language model generates text; this one is masked.')
+    return decoding.generate(self.model, params, prompt, rng, num_new=num_new, temperature=temperature,
+                             top_k=top_k, top_p=top_p, stop_id=tokenizer_lib.EOS, pad_id=tokenizer_lib.PAD)
