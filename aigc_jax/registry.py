@@ -10,6 +10,7 @@ from aigc_jax.core import evaluation
 from aigc_jax.data import pipeline
 from aigc_jax.data import text
 from aigc_jax.evals import classification as classification_eval
+from aigc_jax.evals import coding as coding_eval
 from aigc_jax.evals import ct_reconstruction
 from aigc_jax.evals import ct_restoration
 from aigc_jax.evals import ct_samples
@@ -21,6 +22,7 @@ from aigc_jax.tasks import gan
 from aigc_jax.tasks import language_model
 from aigc_jax.tasks import latent_diffusion
 from aigc_jax.tasks import restoration
+from aigc_jax.tasks import text_classification
 
 TASKS = {
     'diffusion': diffusion.DiffusionTask,
@@ -30,12 +32,14 @@ TASKS = {
     'latent_diffusion': latent_diffusion.LatentDiffusionTask,
     'classification': classification.ClassificationTask,
     'language_model': language_model.LanguageModelTask,
+    'text_classification': text_classification.TextClassificationTask,
 }
 
 DATA_SOURCES = {
     'phantom_ct': pipeline.CTSlices,   # the built-in CT phantom
     'tfds': pipeline.CTSlices,         # tfds:<name>, a dataset written by `python -m aigc_jax.prepare`
     'text': text.TextRows,             # packed token rows of real medical text (aigc_jax/text/corpora.py)
+    'text_labels': text.LabelledText,  # one document per row with its codes (aigc_jax/text/coding.py)
 }
 
 EVALUATORS = {
@@ -45,6 +49,7 @@ EVALUATORS = {
     'classification': classification_eval.Classification,
     'perplexity': language_model_eval.Perplexity,
     'text_samples': language_model_eval.TextSamples,
+    'coding': coding_eval.Coding,
 }
 
 

@@ -110,6 +110,9 @@ def ct_data(size: int) -> ml_collections.ConfigDict:
   return d
 
 
+TEXT_HELD_OUT = (0.1, 0.1)  # (validation, test) shares of every text source
+
+
 def text_data(seq_len: int = 128) -> ml_collections.ConfigDict:
   """The language models' text source (aigc_jax/data/text.py): packed rows of real medical text."""
   d = ml_collections.ConfigDict()
@@ -120,8 +123,9 @@ def text_data(seq_len: int = 128) -> ml_collections.ConfigDict:
   d.tokenizer = ''               # a file from python -m aigc_jax.tokenizer; '': train one at start, kept
   d.tokenizer_kind = 'bpe'
   d.vocab_size = 8192
-  d.val_fraction = 0.05          # held-out shares, drawn by document group (ICD category, report)
-  d.test_fraction = 0.05
+  # Held-out shares, drawn by document group (ICD category, report). The coding tasks split the same way
+  # with the same shares, so no report they are tested on was ever pretrained on: change both or neither.
+  d.val_fraction, d.test_fraction = TEXT_HELD_OUT
   d.split = 'train'
   d.seed = 0
   d.shuffle = True

@@ -4,7 +4,8 @@ Resume order, tried top to bottom by `restore_or_init`:
   1. the newest checkpoint in `<workdir>/checkpoints` that restores — the whole state and the data iterator,
      so the run continues exactly where it stopped (same parameters, optimizer moments, RNG and next batch);
   2. `config.init_from` (a workdir or its checkpoints folder) — params and EMA params only, with a fresh
-     optimizer, step 0 and the data from the start: fine-tuning;
+     optimizer, step 0 and the data from the start: fine-tuning (a task's `new_heads`, e.g. a classifier's
+     head on a pretrained language model, start fresh where the checkpoint has none of that shape);
   3. from scratch: `init_fn()`.
 Restores go straight onto the current mesh (target ShapeDtypeStructs carry shardings), so a checkpoint
 written on one device layout loads on another.
@@ -385,7 +386,8 @@ def restore_params(path: str, target: dict[str, Any], *, flag: str = 'config.ini
 
 
 def restore_or_init(mngr: ocp.CheckpointManager, *, abstract_state: Any, data_iter: Any,
-                    init_fn: Callable[[], Any], init_from: str) -> tuple[Any, str]:
+                    init_fn: Callable[[], Any], init_from: str, new_heads: Sequence[str] = ()
+                    ) -> tuple[Any, str]:
   """The train state by the resume order above; `data_iter` is moved to the restored position in place.
 
   Broken newer checkpoints are moved aside first (see the module docstring), with one log line each and
@@ -415,10 +417,37 @@ def restore_or_init(mngr: ocp.CheckpointManager, *, abstract_state: Any, data_it
     return state, 'resumed'
   state = init_fn()
   if init_from:
-    loaded = restore_params(os.fspath(init_from), {
-        'params': abstract_state.params, 'ema_params': abstract_state.ema_params})
-    return state.replace(params=loaded['params'], ema_params=loaded['ema_params']), 'init_from'
+    return _init_from(os.fspath(init_from), state, abstract_state, new_heads), 'init_from'
   return state, 'scratch'
+
+
+def _init_from(path: str, state: Any, abstract_state: Any, new_heads: Sequence[str]) -> Any:
+  """`state` with the params and EMA params of the checkpoint at `path`. Top-level params named in
+  `new_heads` (a classifier's head on a pretrained encoder) keep their fresh values when the checkpoint
+  lacks them or has them in another shape; every other parameter must be in it, as it is here."""
+  heads = [k for k in new_heads if k in abstract_state.params]
+  drop = lambda tree: {k: v for k, v in tree.items() if k not in heads}
+  target = {'params': abstract_state.params, 'ema_params': abstract_state.ema_params}
+  try:
+    loaded = restore_params(path, target)
+  except CheckpointMismatch:
+    if not heads:
+      raise
+    loaded = restore_params(path, {k: drop(v) for k, v in target.items()})
+  # A partial restore hands back the target's ShapeDtypeStruct where the checkpoint has no such entry.
+  missing = [jax.tree_util.keystr(p) for p, x in jax.tree_util.tree_leaves_with_path(
+      {k: loaded[k] for k in target}) if isinstance(x, jax.ShapeDtypeStruct)]
+  unexcused = [m for m in missing if not any(m.startswith(f"['{t}']['{h}']") for t in target for h in heads)]
+  if unexcused:
+    raise CheckpointMismatch(f'config.init_from={path!r}: the parameters there do not fit this config\'s model: '
+                             f'{", ".join(unexcused[:3])} not in it{" (and more)" if len(unexcused) > 3 else ""}.')
+  fresh = {k: v for k, v in (('params', state.params), ('ema_params', state.ema_params))}
+  merged = {t: jax.tree.map(lambda new, old: new if isinstance(old, jax.ShapeDtypeStruct) else old,
+                            fresh[t], {**fresh[t], **loaded[t]}) if heads else loaded[t] for t in target}
+  if heads:
+    logging.info('config.init_from=%s: parameters from step %d; %s start fresh.', path, loaded['step'],
+                 ', '.join(heads))
+  return state.replace(params=merged['params'], ema_params=merged['ema_params'])
 
 
 def _chain(error: BaseException) -> list[BaseException]:

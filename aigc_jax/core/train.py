@@ -165,7 +165,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, task:
 
   with checkpoint.closing_on_error(mngr):
     state, how = checkpoint.restore_or_init(mngr, abstract_state=s.abstract_state, data_iter=data_iter,
-                                            init_fn=fresh, init_from=config.init_from)
+                                            init_fn=fresh, init_from=config.init_from,
+                                            new_heads=getattr(task, 'new_heads', ()))
     task.check_params(state.params)
   # Written once the checkpoints are known to fit this config: a mismatched rerun must not overwrite the
   # config.json that `aigc_jax.sample` and `evaluate` rebuild the existing checkpoints' model from.

@@ -27,6 +27,7 @@ import numpy as np
 
 from aigc_jax.core import reporting
 from aigc_jax.data import serving
+from aigc_jax.text import coding
 from aigc_jax.text import corpora
 from aigc_jax.text import tokenizer as tokenizer_lib
 
@@ -90,12 +91,18 @@ def documents(config: ml_collections.ConfigDict, split: str) -> list[corpora.Doc
   return out
 
 
-def resolve_tokenizer(config: ml_collections.ConfigDict, workdir: str | None) -> tokenizer_lib.Tokenizer:
-  """The run's tokenizer (see the module doc); saved into `workdir` when it is new there."""
+def resolve_tokenizer(config: ml_collections.ConfigDict, workdir: str | None, train_texts=None
+                      ) -> tokenizer_lib.Tokenizer:
+  """The run's tokenizer (see the module doc); saved into `workdir` when it is new there. `config.tokenizer`
+  may be a tokenizer file or a run's workdir (its tokenizer.json: fine-tuning keeps the pretraining run's);
+  `train_texts()` gives the texts to train one on (default: the training split of the corpora)."""
   saved = os.path.join(workdir, TOKENIZER_FILE) if workdir else ''
   have_saved = bool(saved) and os.path.exists(saved)
   if config.tokenizer:
-    tok = tokenizer_lib.load(config.tokenizer)
+    path = config.tokenizer
+    if os.path.isdir(path):
+      path = os.path.join(path, TOKENIZER_FILE)
+    tok = tokenizer_lib.load(path)
     if have_saved and tokenizer_lib.load(saved).sha256 != tok.sha256:
       raise ValueError(f'config.data.tokenizer={config.tokenizer} differs from the tokenizer this run was trained '
                        f'with ({saved}): its token ids mean other words. Drop --config.data.tokenizer to continue '
@@ -103,10 +110,13 @@ def resolve_tokenizer(config: ml_collections.ConfigDict, workdir: str | None) ->
   elif have_saved:
     tok = tokenizer_lib.load(saved)
   else:
-    texts = [d.text for d in documents(config, 'train')]
+    texts = train_texts() if train_texts else [d.text for d in documents(config, 'train')]
     tok = tokenizer_lib.train(texts, config.tokenizer_kind, config.vocab_size)
     reporting.log(f'trained a {tok.kind} tokenizer of {tok.vocab_size} tokens on {len(texts):,} training '
-                  f'documents of {",".join(config.corpora)}')
+                  'documents')
+  if tok.vocab_size > config.vocab_size:
+    raise ValueError(f'the tokenizer {config.tokenizer} has {tok.vocab_size} tokens, more than config.data.vocab_size='
+                     f'{config.vocab_size} (the model\'s embedding): set --config.data.vocab_size={tok.vocab_size}.')
   if saved and not have_saved and jax.process_index() == 0:
     tok.save(saved)
   return tok
@@ -141,3 +151,60 @@ class TextRows:
     return serving.serve(ds, self.config, batch_size=batch_size, process_index=process_index,
                          process_count=process_count)
 
+
+
+class LabelledText:
+  """The data source of the coding tasks (registered as 'text_labels'): one document per row (truncated to
+  `seq_len` tokens, padded with segment 0) and its codes as a multi-hot 'labels' [K] float32.
+
+    config.data.task = 'iu_mesh'       # aigc_jax/text/coding.py
+    config.data.min_count = 30         # labels with at least this many training documents
+
+  The tokenizer follows the rules of `resolve_tokenizer` (give the pretraining run's workdir to fine-tune;
+  with none, one is trained on the task's training texts)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str | None = None):
+    self.config = config
+    self.splits, self.label_names = coding.load(config.task, min_count=config.min_count,
+                                                val_fraction=config.val_fraction,
+                                                test_fraction=config.test_fraction)
+    if not self.label_names:
+      raise ValueError(f'config.data.task={config.task!r} has no label with min_count={config.min_count} '
+                       'training documents: lower min_count.')
+    self.tokenizer = resolve_tokenizer(config, workdir, lambda: [t for t, _ in self.splits['train']])
+    self._rows = {}
+
+  def rows(self, split: str) -> dict[str, np.ndarray]:
+    """{'tokens', 'segment_ids', 'positions', 'labels'} of every document of `split`."""
+    if split not in self._rows:
+      examples = self.splits[split]
+      if not examples:
+        raise ValueError(f'config.data.task={self.config.task!r} has no {split} documents: raise '
+                         'config.data.val_fraction / test_fraction.')
+      n, length = len(examples), self.config.seq_len
+      tokens = np.zeros((n, length), np.int32)
+      seg = np.zeros((n, length), np.int32)
+      for i, ids in enumerate(self.tokenizer.encode([t for t, _ in examples])):
+        ids = ids[:length]
+        tokens[i, :len(ids)] = ids
+        seg[i, :len(ids)] = 1
+      index = {name: k for k, name in enumerate(self.label_names)}
+      labels = np.zeros((n, len(self.label_names)), np.float32)
+      for i, (_, codes) in enumerate(examples):
+        for c in codes:
+          if c in index:
+            labels[i, index[c]] = 1.0
+      self._rows[split] = {'tokens': tokens, 'segment_ids': seg,
+                           'positions': np.broadcast_to(np.arange(length, dtype=np.int32), (n, length)).copy(),
+                           'labels': labels}
+    return self._rows[split]
+
+  def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    spec = {k: jax.ShapeDtypeStruct((batch_size, self.config.seq_len), np.int32) for k in KEYS}
+    spec['labels'] = jax.ShapeDtypeStruct((batch_size, len(self.label_names)), np.float32)
+    return spec
+
+  def make_dataset(self, *, batch_size: int, process_index: int, process_count: int):
+    ds = serving.stream(Rows(self.rows(self.config.split)), self.config)
+    return serving.serve(ds, self.config, batch_size=batch_size, process_index=process_index,
+                         process_count=process_count)

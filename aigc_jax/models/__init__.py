@@ -15,6 +15,7 @@ MODELS = {
     'kl_autoencoder': autoencoder.KLAutoencoder,
     'ct_feature_net': feature_net.FeatureNet,
     'transformer': transformer.Transformer,
+    'text_classifier': transformer.TextClassifier,
 }
 
 

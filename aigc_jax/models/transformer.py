@@ -134,3 +134,19 @@ class Transformer(nn.Module):
     """An empty KV cache for `batch` sequences of up to `length` tokens."""
     shape = (self.depth, batch, length, self.heads, self.width // self.heads)
     return {'k': jnp.zeros(shape, dtype), 'v': jnp.zeros(shape, dtype)}
+
+
+class TextClassifier(Transformer):
+  """The transformer with a classification head on its mean-pooled final states: tokens [B, T] → logits
+  [B, num_labels]. Its parameters are the language model's plus 'cls_head', so a pretraining run's
+  parameters load into it by name (`config.init_from`) and only the head starts fresh."""
+  num_labels: int = 2
+
+  @nn.compact
+  def __call__(self, tokens, positions=None, segment_ids=None, **kw):
+    if segment_ids is None:
+      segment_ids = jnp.ones(tokens.shape, jnp.int32)
+    _, h = super().__call__(tokens, positions, segment_ids, hidden=True)
+    real = (segment_ids != 0).astype(jnp.float32)[..., None]
+    pooled = (h.astype(jnp.float32) * real).sum(1) / jnp.maximum(real.sum(1), 1.0)
+    return nn.Dense(self.num_labels, name='cls_head', kernel_init=_init(0.02, ('embed', None)))(pooled)

@@ -1,0 +1,64 @@
+r"""Automatic coding of real radiology reports: the Indiana University chest X-ray reports (FINDINGS and
+IMPRESSION) → their MeSH major headings, multi-label, binary cross-entropy; optionally fine-tuned from a
+pretraining run of configs/lm_gpt.py (or lm_bert.py with the `bert` variants).
+
+  python -m aigc_jax.main --config=configs/lm_gpt.py:runlocal --workdir=runs/lm_gpt
+  python -m aigc_jax.main --config=configs/text_coding.py:runlocal --workdir=runs/coding_ft \
+      --config.init_from=runs/lm_gpt        # fine-tune: its parameters and tokenizer, a fresh head
+  python -m aigc_jax.main --config=configs/text_coding.py:runlocal --workdir=runs/coding_scratch \
+      --config.data.tokenizer=runs/lm_gpt   # the same model and tokenizer from random weights
+  python -m aigc_jax.baseline --config=configs/text_coding.py:runlocal   # TF-IDF + logistic regression
+
+`val` monitors the validation split while training; `test` scores the test split once, at the end, with
+thresholds tuned on validation. The splits are by report, with the shares of the pretraining text source
+(configs/common.py TEXT_HELD_OUT), so no validation or test report was pretrained on.
+"""
+
+import ml_collections
+
+from configs import common
+from configs import lm_gpt
+
+VARIANTS = ('runlocal', 'runlocal_bert', 'test')
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  if arg not in (None, '') + VARIANTS:
+    raise ValueError(f'configs/text_coding.py: unknown variant {arg!r}; use one of: {", ".join(VARIANTS)} '
+                     '(or none).')
+  bert = arg == 'runlocal_bert'
+  lm = lm_gpt.get_config('runlocal' if arg in ('runlocal', 'runlocal_bert') else arg)
+  c = common.base_config()
+  c.data = lm.data
+  c.data.name = 'text_labels'
+  for key in ('corpora', 'max_documents'):
+    del c.data[key]
+  c.data.task = 'iu_mesh'
+  c.data.min_count = 30
+  c.data.tokenizer = c.get_ref('init_from')  # fine-tuning reads the pretraining run's tokenizer too
+  c.data.tokenizer_kind = 'wordpiece' if bert else 'bpe'
+  c.model = lm.model
+  c.model.name = 'text_classifier'
+  c.model.causal = not bert
+  c.model.num_labels = 41        # the IU MeSH headings with ≥ 30 training reports at the default split
+  c.task = ml_collections.ConfigDict({'name': 'text_classification'})
+  c.evals.val = common.evaluator('coding', every=200, split='validation', tune_on='validation')
+  c.evals.test = common.evaluator('coding', every=0, split='test', tune_on='validation')
+
+  c.optim.name = 'adam'
+  c.optim.learning_rate = 3e-4
+  c.optim.weight_decay = 0.01
+  c.optim.warmup_steps = 50
+  c.optim.ema_decay = 0.0
+  c.batch_size = 32
+  c.num_steps = 600              # about 6 passes over the 3,185 training reports
+  c.log_every = 50
+  c.checkpoint_every = 600
+  c.evals.test.every = c.num_steps   # once, at the end
+  if arg == 'test':
+    common.tiny_trainer(c)
+    c.data.seq_len = 32
+    c.data.min_count = 100
+    c.model.num_labels = 14        # the headings with ≥ 100 training reports at the test split
+    c.evals.test.every = 4
+  return c

@@ -1,0 +1,122 @@
+"""Automatic coding: the BCE, the metrics against scikit-learn, the labelled text source, fine-tuning from a
+language model with a fresh head, and the TF-IDF baseline command."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from sklearn import metrics as skm
+
+from aigc_jax import experiment
+from aigc_jax.core import checkpoint
+from aigc_jax.data import text
+from aigc_jax.evals import multilabel
+from aigc_jax.objectives import binary
+from aigc_jax.text import coding
+from configs import lm_gpt
+from configs import text_coding
+
+
+def test_bce_matches_the_formula_and_optax_and_stays_finite():
+  z = jnp.array([[-3.0, -0.5, 0.0, 0.7, 4.0]])
+  y = jnp.array([[0.0, 1.0, 1.0, 0.0, 1.0]])
+  p = 1.0 / (1.0 + np.exp(-np.asarray(z, np.float64)))
+  hand = -(np.asarray(y) * np.log(p) + (1 - np.asarray(y)) * np.log(1 - p))
+  np.testing.assert_allclose(binary.binary_cross_entropy(z, y), hand, rtol=1e-6)
+  np.testing.assert_allclose(binary.binary_cross_entropy(z, y), optax.sigmoid_binary_cross_entropy(z, y), rtol=1e-6)
+  far = binary.binary_cross_entropy(jnp.array([60.0, -60.0]), jnp.array([0.0, 1.0]))
+  np.testing.assert_allclose(far, [60.0, 60.0], rtol=1e-6)           # the naive formula gives inf here
+  mask = jnp.array([[1, 1, 0, 0, 1]])
+  np.testing.assert_allclose(binary.mean_over_labels(binary.binary_cross_entropy(z, y, mask), mask),
+                             hand[0, [0, 1, 4]].mean(), rtol=1e-6)
+
+
+def test_metrics_match_scikit_learn():
+  rng = np.random.default_rng(0)
+  y = (rng.random((200, 6)) < [0.5, 0.3, 0.1, 0.05, 0.02, 0.0]).astype(np.float32)
+  scores = np.round(np.clip(y * 0.3 + rng.random(y.shape) * 0.8, 0, 1), 2)   # rounded: ties on purpose
+  pred = scores >= 0.5
+  f1 = multilabel.f1_scores(y, pred)
+  assert f1['micro_f1'] == pytest.approx(skm.f1_score(y, pred, average='micro', zero_division=0))
+  assert f1['macro_f1'] == pytest.approx(skm.f1_score(y, pred, average='macro', zero_division=0))
+  assert f1['micro_precision'] == pytest.approx(skm.precision_score(y, pred, average='micro', zero_division=0))
+  assert f1['micro_recall'] == pytest.approx(skm.recall_score(y, pred, average='micro', zero_division=0))
+  p_mac = skm.precision_score(y, pred, average='macro', zero_division=0)
+  r_mac = skm.recall_score(y, pred, average='macro', zero_division=0)
+  assert f1['macro_f1_of_means'] == pytest.approx(2 * p_mac * r_mac / (p_mac + r_mac))
+  assert f1['macro_f1_of_means'] != pytest.approx(f1['macro_f1'])   # the two macro variants differ
+  aucs = multilabel.per_label_auroc(y, scores)
+  for k in range(5):
+    assert aucs[k] == pytest.approx(skm.roc_auc_score(y[:, k], scores[:, k]))
+  assert np.isnan(aucs[5])                                          # no positive: not scored
+  assert multilabel.precision_at_k(np.array([[1, 0, 1], [0, 0, 1]]), np.array([[.9, .8, .1], [.2, .3, .1]]),
+                                   2) == pytest.approx((1 / 2 + 0 / 2) / 2)
+  t = multilabel.best_global_threshold(y, scores)
+  assert multilabel.f1_scores(y, scores >= t)['micro_f1'] >= f1['micro_f1']
+
+
+def test_labelled_rows_carry_the_reports_headings():
+  config = text_coding.get_config('test').data
+  data = text.LabelledText(config)
+  rows = data.rows('validation')
+  splits, names = coding.load('iu_mesh', min_count=config.min_count, val_fraction=config.val_fraction,
+                              test_fraction=config.test_fraction)
+  assert names == data.label_names and len(rows['labels']) == len(splits['validation'])
+  for i in (0, 7, 30):
+    heads = set(splits['validation'][i][1])
+    assert {n for n, v in zip(names, rows['labels'][i]) if v} == heads & set(names)
+  real = rows['segment_ids'].sum(1)
+  assert real.max() == config.seq_len and real.min() > 0                # long reports are cut at seq_len
+  assert (rows['tokens'][rows['segment_ids'] == 0] == 0).all()
+
+
+@pytest.fixture(scope='module')
+def pretrained(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('lm') / 'gpt')
+  c = lm_gpt.get_config('test')
+  c.evals = {}
+  c.optim.ema_decay = 0.0   # its EMA params are its params: what init_from loads into the fine-tuned params
+  experiment.train_and_evaluate(c, workdir)
+  return workdir
+
+
+def test_fine_tuning_loads_the_language_model_and_a_fresh_head(pretrained, tmp_path):
+  c = text_coding.get_config('test')
+  c.init_from = pretrained
+  c.optim.learning_rate = 0.0       # nothing moves: the finished params are the loaded ones
+  c.evals = {}
+  experiment.train_and_evaluate(c, str(tmp_path / 'ft'))
+  _, _, tuned, _ = experiment.load_run(str(tmp_path / 'ft'))
+  _, _, lm, _ = experiment.load_run(pretrained)
+  assert set(tuned) == set(lm) | {'cls_head'}
+  for k in lm:  # equal up to the last bit the EMA update's arithmetic may touch
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-12), tuned[k], lm[k])
+  assert open(os.path.join(str(tmp_path / 'ft'), 'tokenizer.json')).read() == \
+      open(os.path.join(pretrained, 'tokenizer.json')).read()
+  c.model.width = 64                # another architecture: refused, the head rule excuses nothing else
+  c.data.tokenizer = pretrained
+  c.init_from = pretrained
+  with pytest.raises(checkpoint.CheckpointMismatch, match='do not fit'):
+    experiment.train_and_evaluate(c, str(tmp_path / 'bad'))
+
+
+def test_coding_run_and_baseline_command_score_the_same_test_split(tmp_path):
+  c = text_coding.get_config('test')
+  experiment.train_and_evaluate(c, str(tmp_path / 'run'))
+  logged = [json.loads(line) for line in open(tmp_path / 'run' / 'metrics.jsonl')]
+  test = [r for r in logged if 'test/micro_f1' in r][-1]
+  assert 0 <= test['test/micro_f1'] <= 1 and test['test/labels_scored'] > 0
+  assert os.path.exists(tmp_path / 'run' / 'test' / 'labels_0000004.txt')
+  out = tmp_path / 'baseline.json'
+  subprocess.run([sys.executable, '-m', 'aigc_jax.baseline', '--config=configs/text_coding.py:test',
+                  f'--out={out}'], check=True, capture_output=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+  base = json.loads(out.read_text())
+  assert base['labels'] == c.model.num_labels
+  assert base['documents']['test'] == len(text.LabelledText(c.data).rows('test')['labels'])
+  assert base['micro_f1'] > 0.6 and base['auroc_macro'] > 0.85   # TF-IDF reads real reports well
