@@ -42,7 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.causal = not bert
   c.model.num_labels = 41        # the IU MeSH headings with ≥ 30 training reports at the default split
   c.task = ml_collections.ConfigDict({'name': 'text_classification'})
-  c.evals.val = common.evaluator('coding', every=200, split='validation', tune_on='validation')
+  c.evals.val = common.evaluator('coding', every=100, split='validation', tune_on='validation')
   c.evals.test = common.evaluator('coding', every=0, split='test', tune_on='validation')
 
   c.optim.name = 'adam'
@@ -51,9 +51,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optim.warmup_steps = 50
   c.optim.ema_decay = 0.0
   c.batch_size = 32
-  c.num_steps = 600              # about 6 passes over the 3,185 training reports
+  c.num_steps = 300              # 3 passes over the 3,185 training reports
   c.log_every = 50
-  c.checkpoint_every = 600
+  c.checkpoint_every = 300
   c.evals.test.every = c.num_steps   # once, at the end
   if arg == 'test':
     common.tiny_trainer(c)
