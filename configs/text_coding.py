@@ -29,15 +29,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   bert = arg == 'runlocal_bert'
   lm = lm_gpt.get_config('runlocal' if arg in ('runlocal', 'runlocal_bert') else arg)
   c = common.base_config()
-  c.data = lm.data
+  c.data = ml_collections.ConfigDict(lm.data.to_dict())   # values, not the language model's references
   c.data.name = 'text_labels'
   for key in ('corpora', 'max_documents'):
     del c.data[key]
   c.data.task = 'iu_mesh'
   c.data.min_count = 30
   c.data.tokenizer = c.get_ref('init_from')  # fine-tuning reads the pretraining run's tokenizer too
+  c.data.seed = c.get_ref('seed')            # --config.seed=N draws another order of the reports too
   c.data.tokenizer_kind = 'wordpiece' if bert else 'bpe'
-  c.model = lm.model
+  c.model = ml_collections.ConfigDict(lm.model.to_dict())
+  c.model.vocab_size = c.data.get_ref('vocab_size')
+  c.model.max_len = lm.data.seq_len   # the pretrained position table; rows may be shorter
   c.model.name = 'text_classifier'
   c.model.causal = not bert
   c.model.num_labels = 41        # the IU MeSH headings with ≥ 30 training reports at the default split
@@ -55,6 +58,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every = 50
   c.checkpoint_every = 300
   c.evals.test.every = c.num_steps   # once, at the end
+  if arg in ('runlocal', 'runlocal_bert'):
+    c.data.seq_len = 96            # 95% of the reports fit (median 45 BPE tokens): less padding to compute
   if arg == 'test':
     common.tiny_trainer(c)
     c.data.seq_len = 32
