@@ -9,8 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 from aigc_jax import experiment
+from aigc_jax import registry
+from aigc_jax.core import train
 from aigc_jax.data import text
 from aigc_jax.models import decoding
 from aigc_jax.models import transformer
@@ -130,3 +133,14 @@ def test_bert_trains_with_wordpiece(tmp_path):
     bad = lm_gpt.get_config('test')
     bad.model.causal = False
     experiment.train_and_evaluate(bad, str(tmp_path / 'bad'))
+
+
+def test_transformer_kernels_shard_by_their_logical_names():
+  config = lm_gpt.get_config('test')
+  config.mesh.fsdp, config.mesh.tensor, config.mesh.fsdp_min_size = 2, 2, 16
+  s = train._setup(config, registry.build_task(config), registry.build_data(config))  # pylint: disable=protected-access
+  params = s.state_shardings.params
+  assert params['embed']['embedding'].spec == P('tensor', 'fsdp')               # (vocab, embed)
+  assert params['block_0']['query']['kernel'].spec == P('fsdp', 'tensor', None)  # (embed, heads, kv)
+  assert params['block_0']['mlp_out']['kernel'].spec == P('tensor', 'fsdp')      # (mlp, embed)
+  assert params['block_0']['ln_attn']['scale'].spec == P()                        # no names: replicated
