@@ -66,7 +66,14 @@ def build_data(config: ml_collections.ConfigDict, workdir: str | None = None):
   if kind not in DATA_SOURCES:
     raise ValueError(f'config.data.name={config.data.name!r} is not a data source; choose one of '
                      f'{sorted(DATA_SOURCES)} (tfds:<name> for a prepared dataset).')
-  return DATA_SOURCES[kind](config.data, workdir=workdir)
+  data = config.data
+  if not data.get('tokenizer', 'n/a') and config.get('init_from'):
+    # Fine-tuning a text model reads the pretraining run's tokenizer: its embeddings were learned for those
+    # token ids. (Not a config reference: setting one field of a reference sets the other too, so a run
+    # 'from scratch with that tokenizer' would silently load the weights as well.)
+    data = data.copy_and_resolve_references()
+    data.tokenizer = config.init_from
+  return DATA_SOURCES[kind](data, workdir=workdir)
 
 
 def build_evaluators(config: ml_collections.ConfigDict, task, data=None) -> dict[str, evaluation.Evaluator]:

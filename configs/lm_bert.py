@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     for key in ('batch_size', 'num_steps', 'log_every', 'checkpoint_every'):
       c[key] = runlocal[key]
     c.optim.learning_rate, c.optim.warmup_steps = 1e-3, runlocal.optim.warmup_steps
-    c.evals.val.every, c.evals.val.max_rows = runlocal.evals.val.every, runlocal.evals.val.max_rows
+    c.evals.val.every = runlocal.evals.val.every   # and every held-out row, as lm_gpt runlocal
   elif arg not in (None, '', 'test'):
     raise ValueError(f'configs/lm_bert.py: unknown variant {arg!r}; use one of: runlocal, test (or none).')
   return c

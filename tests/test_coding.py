@@ -106,6 +106,22 @@ def test_fine_tuning_loads_the_language_model_and_a_fresh_head(pretrained, tmp_p
     experiment.train_and_evaluate(c, str(tmp_path / 'bad'))
 
 
+def test_the_pretrained_tokenizer_alone_starts_from_random_weights(pretrained, tmp_path):
+  # The from-scratch arm of pretrain-vs-scratch: same tokenizer, no weights (a config reference between
+  # data.tokenizer and init_from once loaded both).
+  c = text_coding.get_config('test')
+  c.data.tokenizer = pretrained
+  c.optim.learning_rate = 0.0
+  c.evals = {}
+  experiment.train_and_evaluate(c, str(tmp_path / 'scratch'))
+  saved, _, scratch, _ = experiment.load_run(str(tmp_path / 'scratch'))
+  _, _, lm, _ = experiment.load_run(pretrained)
+  assert not saved.init_from
+  assert not np.allclose(scratch['embed']['embedding'], lm['embed']['embedding'])
+  assert open(os.path.join(str(tmp_path / 'scratch'), 'tokenizer.json')).read() == \
+      open(os.path.join(pretrained, 'tokenizer.json')).read()
+
+
 def test_coding_run_and_baseline_command_score_the_same_test_split(tmp_path):
   c = text_coding.get_config('test')
   experiment.train_and_evaluate(c, str(tmp_path / 'run'))
