@@ -8,6 +8,7 @@ import ml_collections
 
 from aigc_jax.core import evaluation
 from aigc_jax.data import pipeline
+from aigc_jax.data import tabular
 from aigc_jax.data import text
 from aigc_jax.evals import classification as classification_eval
 from aigc_jax.evals import coding as coding_eval
@@ -15,6 +16,7 @@ from aigc_jax.evals import ct_reconstruction
 from aigc_jax.evals import ct_restoration
 from aigc_jax.evals import ct_samples
 from aigc_jax.evals import language_model as language_model_eval
+from aigc_jax.evals import risk as risk_eval
 from aigc_jax.tasks import autoencoder
 from aigc_jax.tasks import classification
 from aigc_jax.tasks import diffusion
@@ -22,6 +24,7 @@ from aigc_jax.tasks import gan
 from aigc_jax.tasks import language_model
 from aigc_jax.tasks import latent_diffusion
 from aigc_jax.tasks import restoration
+from aigc_jax.tasks import risk
 from aigc_jax.tasks import text_classification
 
 TASKS = {
@@ -33,6 +36,7 @@ TASKS = {
     'classification': classification.ClassificationTask,
     'language_model': language_model.LanguageModelTask,
     'text_classification': text_classification.TextClassificationTask,
+    'risk': risk.RiskTask,
 }
 
 DATA_SOURCES = {
@@ -40,6 +44,7 @@ DATA_SOURCES = {
     'tfds': pipeline.CTSlices,         # tfds:<name>, a dataset written by `python -m aigc_jax.prepare`
     'text': text.TextRows,             # packed token rows of real medical text (aigc_jax/text/corpora.py)
     'text_labels': text.LabelledText,  # one document per row with its codes (aigc_jax/text/coding.py)
+    'tabular': tabular.TabularRows,    # patients of a real cohort, encoded (aigc_jax/tabular/cohorts.py)
 }
 
 EVALUATORS = {
@@ -50,6 +55,7 @@ EVALUATORS = {
     'perplexity': language_model_eval.Perplexity,
     'text_samples': language_model_eval.TextSamples,
     'coding': coding_eval.Coding,
+    'risk': risk_eval.Risk,
 }
 
 

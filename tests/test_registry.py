@@ -17,10 +17,12 @@ from configs import ct_gan
 from configs import ct_ldm
 from configs import ct_vae
 from configs import lm_gpt
+from configs import risk
 from configs import text_coding
 
 RECIPES = {'diffusion': ct, 'restoration': ct_denoise, 'gan': ct_gan, 'vae': ct_vae, 'latent_diffusion': ct_ldm,
-           'classification': ct_features, 'language_model': lm_gpt, 'text_classification': text_coding}
+           'classification': ct_features, 'language_model': lm_gpt, 'text_classification': text_coding,
+           'risk': risk}
 STEPS = 30
 
 

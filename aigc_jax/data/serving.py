@@ -1,9 +1,23 @@
 """How every data source serves batches: an endless, deterministically reshuffled stream of examples, cut
-into global batches of which each process reads only its own rows. Shared by the CT and the text sources."""
+into global batches of which each process reads only its own rows. Shared by the CT, text and tabular sources."""
 
 from absl import flags
 import grain
 import ml_collections
+import numpy as np
+
+
+class Rows:
+  """Random access over a dict of arrays that share their leading axis (a grain source): row i of each."""
+
+  def __init__(self, rows: dict[str, np.ndarray]):
+    self.rows = rows
+
+  def __len__(self):
+    return len(next(iter(self.rows.values())))
+
+  def __getitem__(self, i):
+    return {k: v[i] for k, v in self.rows.items()}
 
 
 def stream(source, config: ml_collections.ConfigDict) -> grain.MapDataset:

@@ -63,19 +63,6 @@ def pack(docs: list[list[int]], seq_len: int, eos: int, *, pad_last: bool = Fals
           'positions': positions.astype(np.int32)}
 
 
-class Rows:
-  """Random access over packed rows (a grain source)."""
-
-  def __init__(self, rows: dict[str, np.ndarray]):
-    self.rows = rows
-
-  def __len__(self):
-    return len(self.rows['tokens'])
-
-  def __getitem__(self, i):
-    return {k: v[i] for k, v in self.rows.items()}
-
-
 def documents(config: ml_collections.ConfigDict, split: str) -> list[corpora.Document]:
   """The documents of `split` of the configured corpora (the first `max_documents` of each corpus, if set)."""
   out = []
@@ -147,7 +134,7 @@ class TextRows:
     return {k: jax.ShapeDtypeStruct((batch_size, self.config.seq_len), np.int32) for k in KEYS}
 
   def make_dataset(self, *, batch_size: int, process_index: int, process_count: int):
-    ds = serving.stream(Rows(self.rows(self.config.split)), self.config)
+    ds = serving.stream(serving.Rows(self.rows(self.config.split)), self.config)
     return serving.serve(ds, self.config, batch_size=batch_size, process_index=process_index,
                          process_count=process_count)
 
@@ -205,6 +192,6 @@ class LabelledText:
     return spec
 
   def make_dataset(self, *, batch_size: int, process_index: int, process_count: int):
-    ds = serving.stream(Rows(self.rows(self.config.split)), self.config)
+    ds = serving.stream(serving.Rows(self.rows(self.config.split)), self.config)
     return serving.serve(ds, self.config, batch_size=batch_size, process_index=process_index,
                          process_count=process_count)

@@ -3,6 +3,7 @@
 from aigc_jax.models import autoencoder
 from aigc_jax.models import feature_net
 from aigc_jax.models import gan
+from aigc_jax.models import mlp
 from aigc_jax.models import restoration
 from aigc_jax.models import transformer
 from aigc_jax.models import unet
@@ -16,6 +17,7 @@ MODELS = {
     'ct_feature_net': feature_net.FeatureNet,
     'transformer': transformer.Transformer,
     'text_classifier': transformer.TextClassifier,
+    'tabular_mlp': mlp.TabularMLP,
 }
 
 
