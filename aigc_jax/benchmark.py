@@ -149,6 +149,84 @@ def run(config, *, steps: int = 10, warmup: int = 2, sample_images: int = 16, da
   }
 
 
+def _timed_steps(compiled, state, batch, steps: int, warmup: int):
+  """(state, median seconds per step after `warmup` untimed steps, last metrics), blocking every step."""
+  times = []
+  for i in range(warmup + steps):
+    t0 = time.perf_counter()
+    state, m = compiled(state, batch)
+    jax.block_until_ready((state, m))
+    if i >= warmup:
+      times.append(time.perf_counter() - t0)
+  if not np.isfinite(float(m['loss'])):
+    raise FloatingPointError('The benchmarked step produced a non-finite loss; check the config.')
+  return state, statistics.median(times)
+
+
+def run_language_model(config, *, steps: int = 10, warmup: int = 2, gen_batch: int = 8, prompt_tokens: int = 16
+                       ) -> dict:
+  """The language-model figures (configs/lm_gpt.py, lm_bert.py): training tokens/s of the jitted step on
+  random token rows of the config's shape (token values do not change the work; the peer, benchmarks/hf_peer.py,
+  uses the same), and for a causal model KV-cached greedy generation of `gen_batch` rows from a
+  `prompt_tokens` prompt to the full `seq_len`, in new tokens/s (compile excluded)."""
+  from aigc_jax.core import checkpoint, sharding, train  # pylint: disable=g-import-not-at-top
+  from aigc_jax import registry  # pylint: disable=g-import-not-at-top
+  from aigc_jax.models import decoding  # pylint: disable=g-import-not-at-top
+  task = registry.build_task(config)
+  spec = {k: jax.ShapeDtypeStruct((config.batch_size, config.data.seq_len), jnp.int32)
+          for k in ('tokens', 'segment_ids', 'positions')}
+  s = train._setup(config, task, _SpecOnly(spec))  # pylint: disable=protected-access
+  t0 = time.perf_counter()
+  compiled = s.step_fn.lower(s.abstract_state, checkpoint.abstract_with_shardings(
+      s.spec, {k: s.batch_sharding for k in s.spec})).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  gflop = float(cost.get('flops', 0.0)) / 1e9 if cost else float('nan')
+  state = jax.jit(s.init_fn, out_shardings=s.state_shardings)(jax.random.PRNGKey(config.seed))
+  b, length = config.batch_size, config.data.seq_len
+  rng = np.random.default_rng(0)
+  host = {'tokens': rng.integers(4, config.data.vocab_size, (b, length)).astype(np.int32),
+          'segment_ids': np.ones((b, length), np.int32),
+          'positions': np.broadcast_to(np.arange(length, dtype=np.int32), (b, length)).copy()}
+  batch = sharding.make_global_batch(host, s.batch_sharding)
+  state, step_s = _timed_steps(compiled, state, batch, steps, warmup)
+  out = {'params': s.num_params, 'batch': b, 'seq_len': length, 'vocab': config.data.vocab_size,
+         'devices': jax.device_count(), 'platform': jax.devices()[0].platform,
+         'compute_dtype': config.model.dtype, 'remat': bool(config.model.remat), 'attention': config.model.attention,
+         'objective': config.task.objective, 'compile_s': compile_s, 'train_s_per_step': step_s,
+         'train_tokens_per_s': b * length / step_s, 'gflop_per_step': gflop, 'achieved_gflops': gflop / step_s,
+         'peak_gflops': peak_gflops(config.model.dtype)[0]}
+  if config.model.causal:
+    new = length - prompt_tokens
+    prompt = jnp.asarray(host['tokens'][:gen_batch, :prompt_tokens])
+    gen = jax.jit(lambda p, x, k: decoding.generate(task.model, p, x, k, num_new=new, temperature=0.0))
+    t0 = time.perf_counter()
+    gen_fn = gen.lower(state.params, prompt, jax.random.PRNGKey(0)).compile()
+    out['generate_compile_s'] = time.perf_counter() - t0
+    jax.block_until_ready(gen_fn(state.params, prompt, jax.random.PRNGKey(0)))   # warm
+    times = []
+    for i in range(3):
+      t0 = time.perf_counter()
+      jax.block_until_ready(gen_fn(state.params, prompt, jax.random.PRNGKey(i)))
+      times.append(time.perf_counter() - t0)
+    out.update(gen_batch=gen_batch, gen_new_tokens=new, generate_s=statistics.median(times),
+               generate_tokens_per_s=gen_batch * new / statistics.median(times))
+  out['peak_mem_mb'] = peak_mem_mb()
+  return out
+
+
+class _SpecOnly:
+  """A data source that only states its batch shapes (the language-model benchmark feeds its own rows)."""
+
+  def __init__(self, spec):
+    self.spec = spec
+
+  def batch_spec(self, batch_size: int):
+    del batch_size
+    return self.spec
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -157,6 +235,12 @@ def main(argv):
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from aigc_jax.core import reporting  # pylint: disable=g-import-not-at-top
   reporting.quiet_library_logs()
+  if FLAGS.config.data.name == 'text':
+    r = run_language_model(FLAGS.config, steps=FLAGS.steps, warmup=FLAGS.warmup)
+    for k, v in r.items():
+      print(f'{k:>32s}  {v:,.4g}' if isinstance(v, float) else f'{k:>32s}  {v}')
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}))
+    return
   r = run(FLAGS.config, steps=FLAGS.steps, warmup=FLAGS.warmup, sample_images=FLAGS.sample_images)
   rows = [('parameters', f'{r["params"]:,}'), ('batch × image', f'{r["batch"]} × {r["img"]}²'),
           ('devices', f'{r["devices"]} {r["platform"]} ({r["compute_dtype"]})'),

@@ -32,3 +32,19 @@ def test_monai_variant_has_the_peer_networks_parameter_count():
   shapes = nn.meta.unbox(jax.eval_shape(m.init, jax.random.PRNGKey(0), jnp.zeros((1, 64, 64, 1)),
                                         jnp.zeros((1,), jnp.int32)))
   assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == 4_634_305  # MONAI's DiffusionModelUNet
+
+
+def test_language_model_benchmark_reports_tokens_per_second_and_matches_the_peers_size():
+  from configs import lm_gpt  # pylint: disable=g-import-not-at-top
+  c = lm_gpt.get_config('test')
+  c.mesh.num_devices = 1
+  r = benchmark.run_language_model(c, steps=2, warmup=1, gen_batch=2, prompt_tokens=8)
+  for k in ('compile_s', 'train_s_per_step', 'train_tokens_per_s', 'generate_s', 'generate_tokens_per_s',
+            'peak_mem_mb'):
+    assert np.isfinite(r[k]) and r[k] > 0, k
+  np.testing.assert_allclose(r['train_tokens_per_s'], c.batch_size * c.data.seq_len / r['train_s_per_step'])
+  assert r['gen_new_tokens'] == c.data.seq_len - 8
+  # benchmarks/hf_peer.py builds transformers' GPT-2 at the runlocal shapes: 4,240,896 parameters there.
+  m = models.build(lm_gpt.get_config('runlocal').model)
+  shapes = nn.meta.unbox(jax.eval_shape(m.init, jax.random.PRNGKey(0), jnp.zeros((1, 128), jnp.int32)))
+  assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == 4_240_896
