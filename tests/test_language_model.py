@@ -70,6 +70,72 @@ def test_kv_cache_decoding_equals_the_uncached_forward():
   np.testing.assert_array_equal(gen, seq[:, 4:])
 
 
+class _Trigram:
+  """A decoder with known scores for the beam-search tests: the next token's logits are table[t-2, t-1], read
+  from its cache, so a hypothesis that got another's cache rows would score wrongly."""
+
+  def __init__(self, table, max_len=16):
+    self.table, self.max_len = table, max_len
+
+  def init_cache(self, batch, length):
+    return {'k': jnp.zeros((1, batch, length, 1, 1), jnp.int32), 'v': jnp.zeros((1, batch, length, 1, 1))}
+
+  def apply(self, variables, tokens, cache, index):
+    del variables
+    k = jax.lax.dynamic_update_slice_in_dim(cache['k'], tokens[None, :, :, None, None], index, axis=2)
+    hist = k[0, :, :, 0, 0]
+    t = tokens.shape[1]
+    end = index + t
+    prev2 = jax.lax.dynamic_slice_in_dim(hist, end - 2, 1, axis=1)[:, 0]
+    prev1 = jax.lax.dynamic_slice_in_dim(hist, end - 1, 1, axis=1)[:, 0]
+    logits = self.table[prev2, prev1][:, None].repeat(t, 1)   # only the last position is read
+    return logits, {'k': k, 'v': cache['v']}
+
+
+def _sequence_logp(table, prompt, seq):
+  logp, hist = 0.0, list(prompt)
+  for tok in seq:
+    logp += float(jax.nn.log_softmax(table[hist[-2], hist[-1]])[tok])
+    hist.append(tok)
+  return logp
+
+
+def test_beam_search_finds_the_best_sequence_that_greedy_misses():
+  import itertools  # pylint: disable=g-import-not-at-top
+  vocab, n = 4, 3
+  found_better = 0
+  for seed in range(6):
+    table = 2.0 * jax.random.normal(jax.random.PRNGKey(seed), (vocab, vocab, vocab))
+    model = _Trigram(table)
+    prompt = jnp.array([[1, 2], [3, 0]], jnp.int32)
+    run = lambda k: jax.jit(functools.partial(decoding.beam_search, model, num_new=n, beam=k))(None, prompt)
+    best, score = run(vocab ** (n - 1))   # a beam this wide keeps every prefix: exact
+    greedy, greedy_score = run(1)
+    for r in range(2):
+      p = [int(x) for x in prompt[r]]
+      brute = max(itertools.product(range(vocab), repeat=n), key=lambda s: _sequence_logp(table, p, s))
+      assert tuple(int(x) for x in best[r]) == brute
+      np.testing.assert_allclose(float(score[r]), _sequence_logp(table, p, brute), rtol=1e-5)
+      np.testing.assert_allclose(float(greedy_score[r]), _sequence_logp(table, p, [int(x) for x in greedy[r]]),
+                                 rtol=1e-5)
+      found_better += float(score[r]) > float(greedy_score[r]) + 1e-6
+  assert found_better   # on some of these tables greedy's first choice is a dead end
+
+
+def test_beam_of_one_is_greedy_and_stopped_hypotheses_pad():
+  m, params, tokens = _model()
+  greedy = jax.jit(functools.partial(decoding.generate, m, num_new=6, temperature=0.0))(
+      params, tokens[:, :4], jax.random.PRNGKey(0))
+  beam1, _ = jax.jit(functools.partial(decoding.beam_search, m, num_new=6, beam=1))(params, tokens[:, :4])
+  np.testing.assert_array_equal(beam1, greedy)
+  # Token 3 ends a hypothesis: from then on it is padded (pad 0) at no cost.
+  table = jnp.zeros((4, 4, 4)).at[:, :, 3].set(5.0)   # stopping is by far the likeliest
+  out, score = jax.jit(functools.partial(decoding.beam_search, _Trigram(table), num_new=4, beam=3, stop_id=3))(
+      None, jnp.array([[1, 2]], jnp.int32))
+  assert out[0].tolist() == [3, 0, 0, 0]
+  np.testing.assert_allclose(float(score[0]), float(jax.nn.log_softmax(table[1, 2])[3]), rtol=1e-6)
+
+
 def test_top_k_and_top_p_filters():
   logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
   keep = lambda x: np.isfinite(np.asarray(x))[0].tolist()

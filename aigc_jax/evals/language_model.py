@@ -7,7 +7,7 @@
                 (`baseline=True`) on the very same tokens. A masked model is scored on BERT-style masks
                 drawn with the evaluation's fixed key: MLM accuracy and the perplexity of the masked tokens.
   text_samples  continuations of the first `prompt_tokens` tokens of the first `num` held-out documents
-                (temperature / top-k / top-p sampling with the KV cache), written as text beside the
+                (temperature / top-k / top-p sampling, or beam search with `beam` > 0, with the KV cache), written as text beside the
                 reference, for reading in TensorBoard or <workdir>/<name>/samples_<step>.txt.
 """
 
@@ -79,7 +79,7 @@ class Perplexity(evaluation.Evaluator):
 class TextSamples(evaluation.Evaluator):
 
   fields = {'split': 'validation', 'num': 4, 'prompt_tokens': 16, 'new_tokens': 48, 'temperature': 0.8,
-            'top_k': 0, 'top_p': 0.95}
+            'top_k': 0, 'top_p': 0.95, 'beam': 0, 'length_penalty': 0.6}   # beam > 0: beam search
 
   def __init__(self, cfg, **kw):
     super().__init__(cfg, **kw)
@@ -94,7 +94,7 @@ class TextSamples(evaluation.Evaluator):
                        f'exceed the model\'s max_len={self.task.model.max_len} (config.data.seq_len): lower them.')
     self._generate = jax.jit(functools.partial(
         self.task.generate, num_new=int(c.new_tokens), temperature=float(c.temperature), top_k=int(c.top_k),
-        top_p=float(c.top_p)))
+        top_p=float(c.top_p), beam=int(c.beam), length_penalty=float(c.length_penalty)))
 
   @functools.cached_property
   def prompts(self) -> tuple[np.ndarray, list[str]]:

@@ -1,5 +1,5 @@
 """Jitted autoregressive decoding for a causal `Transformer` with its KV cache: greedy, temperature, top-k
-and top-p (nucleus) sampling. Pure: (params, prompt, key) → tokens, one compile per shape.
+and top-p (nucleus) sampling, and beam search. Pure: (params, prompt, key) → tokens, one compile per shape.
 
 The prompt (same length for every row) fills the cache in one forward pass; then each step feeds one token
 at the next cache slot. A row that has produced `stop_id` keeps producing padding, and its later tokens are
@@ -53,3 +53,49 @@ def generate(model, params, prompt: jax.Array, rng: jax.Array, *, num_new: int, 
   init = (cache, logits[:, -1], jnp.zeros((b,), bool), rng)
   _, tokens = jax.lax.scan(step, init, jnp.arange(num_new))
   return tokens.T
+
+
+def beam_search(model, params, prompt: jax.Array, *, num_new: int, beam: int, length_penalty: float = 0.0,
+                stop_id: int = -1, pad_id: int = 0) -> tuple[jax.Array, jax.Array]:
+  """The most likely continuation of each row of `prompt` [B, P] found by a beam of `beam` hypotheses:
+  ([B, num_new] tokens, [B] their summed log-probability). Call it under jax.jit with the keyword arguments
+  static.
+
+  Each step extends every live hypothesis by every token and keeps the `beam` best by summed log-probability;
+  the KV cache rows follow their hypotheses. A hypothesis that produced `stop_id` is finished: it goes on with
+  `pad_id` at no cost, so it competes with the live ones on its final score. At the end the best hypothesis
+  is chosen by score / ((5 + length) / 6) ** length_penalty (GNMT's normalization; 0: the raw score, which
+  favours short outputs when hypotheses can stop). With beam = 1 this is greedy decoding."""
+  b, p = prompt.shape
+  if p + num_new > model.max_len:
+    raise ValueError(f'prompt {p} + {num_new} new tokens exceed the model\'s max_len={model.max_len}.')
+  logits, cache = model.apply({'params': params}, prompt, cache=model.init_cache(b, p + num_new), index=0)
+  cache = jax.tree.map(lambda c: jnp.repeat(c, beam, axis=1), cache)   # [depth, B*beam, …]: row i*beam + j
+  last = jnp.repeat(logits[:, -1], beam, axis=0)
+  vocab = last.shape[-1]
+  # Only the first hypothesis is live at the start: the others would duplicate it.
+  scores = jnp.where(jnp.arange(beam) == 0, 0.0, -jnp.inf)[None].repeat(b, 0)
+  pad_only = jnp.where(jnp.arange(vocab) == pad_id, 0.0, -jnp.inf)
+
+  def step(carry, i):
+    cache, last, scores, finished, lengths, seqs = carry
+    logp = jax.nn.log_softmax(last.astype(jnp.float32)).reshape(b, beam, vocab)
+    logp = jnp.where(finished[..., None], pad_only, logp)
+    top, index = jax.lax.top_k((scores[..., None] + logp).reshape(b, beam * vocab), beam)
+    src, tok = index // vocab, (index % vocab).astype(jnp.int32)
+    was_finished = jnp.take_along_axis(finished, src, 1)
+    lengths = jnp.take_along_axis(lengths, src, 1) + (~was_finished)
+    seqs = jnp.take_along_axis(seqs, src[..., None], 1).at[:, :, i].set(tok)
+    finished = was_finished | (tok == stop_id)
+    rows = (jnp.arange(b)[:, None] * beam + src).reshape(-1)
+    cache = jax.tree.map(lambda c: c[:, rows], cache)
+    logits, cache = model.apply({'params': params}, tok.reshape(-1, 1), cache=cache, index=p + i)
+    return (cache, logits[:, -1], top, finished, lengths, seqs), None
+
+  init = (cache, last, scores, jnp.zeros((b, beam), bool), jnp.zeros((b, beam), jnp.int32),
+          jnp.full((b, beam, num_new), pad_id, jnp.int32))
+  (_, _, scores, _, lengths, seqs), _ = jax.lax.scan(step, init, jnp.arange(num_new))
+  normalized = scores / ((5.0 + lengths) / 6.0) ** length_penalty
+  best = jnp.argmax(normalized, axis=1)
+  return (jnp.take_along_axis(seqs, best[:, None, None], 1)[:, 0],
+          jnp.take_along_axis(scores, best[:, None], 1)[:, 0])

@@ -88,9 +88,14 @@ class LanguageModelTask(task.Task):
     return (ce * w).sum() / n, {'token_accuracy': (correct * w).sum() / n, 'predicted_tokens': w.sum()}
 
   def generate(self, params, prompt, rng, *, num_new: int, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 1.0):
-    """[B, num_new] tokens continuing `prompt` [B, P] (causal models; `models.decoding.generate`)."""
+               top_p: float = 1.0, beam: int = 0, length_penalty: float = 0.0):
+    """[B, num_new] tokens continuing `prompt` [B, P] (causal models): sampled (`models.decoding.generate`), or
+    with `beam` > 0 the beam search's best (`decoding.beam_search`; rng, temperature, top-k/p unused)."""
     if self.objective != 'causal':
       raise ValueError('Only a causal language model generates text; this one is masked.')
+    if beam > 0:
+      return decoding.beam_search(self.model, params, prompt, num_new=num_new, beam=beam,
+                                  length_penalty=length_penalty, stop_id=tokenizer_lib.EOS,
+                                  pad_id=tokenizer_lib.PAD)[0]
     return decoding.generate(self.model, params, prompt, rng, num_new=num_new, temperature=temperature,
                              top_k=top_k, top_p=top_p, stop_id=tokenizer_lib.EOS, pad_id=tokenizer_lib.PAD)
