@@ -98,16 +98,7 @@ def run(config, *, steps: int = 10, warmup: int = 2, sample_images: int = 16, da
   state = init(jax.random.PRNGKey(config.seed))
   it = iter(pipeline.make_dataset(config.data, batch_size=config.batch_size, process_index=0, process_count=1))
   batch = sharding.make_global_batch(next(it), s.batch_sharding)  # one real batch: the step alone is timed
-  times = []
-  for i in range(warmup + steps):
-    t0 = time.perf_counter()
-    state, m = compiled(state, batch)
-    jax.block_until_ready((state, m))
-    if i >= warmup:
-      times.append(time.perf_counter() - t0)
-  step_s = statistics.median(times)
-  if not np.isfinite(float(m['loss'])):
-    raise FloatingPointError('The benchmarked step produced a non-finite loss; check the config.')
+  state, step_s = _timed_steps(compiled, state, batch, steps, warmup)
 
   shape = (sample_images,) + tuple(s.spec['image'].shape[1:])
   sample = jax.jit(lambda p, k: s.task.sample(p, k, shape))
