@@ -47,12 +47,18 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
   return float(np.sum(b['count'] / b['count'].sum() * np.abs(b['observed'] - b['predicted'])))
 
 
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+  """Mean −[y log p + (1 − y) log(1 − p)], p clipped to [1e-7, 1 − 1e-7]."""
+  y, p = np.asarray(y, np.float64), np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+  return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
 def scores(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, float]:
   """The scores of probabilities `p` [N] of one binary outcome `y` [N] (0/1)."""
   y, p = np.asarray(y, np.float64), np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
   return {'auroc': multilabel.auroc(y, p), 'auprc': average_precision(y, p),
           'brier': float(np.mean((p - y) ** 2)),
-          'log_loss': float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
+          'log_loss': log_loss(y, p),
           'ece': expected_calibration_error(y, p, bins), 'prevalence': float(y.mean()), 'patients': float(len(y))}
 
 

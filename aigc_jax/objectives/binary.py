@@ -18,6 +18,15 @@ def binary_cross_entropy(logits: jax.Array, labels: jax.Array, mask: jax.Array |
   return loss if mask is None else loss * mask.astype(loss.dtype)
 
 
+def masked_loss_and_accuracy(logits: jax.Array, labels: jax.Array, mask: jax.Array | None = None
+                              ) -> tuple[jax.Array, jax.Array]:
+  """Per example: (the BCE averaged over its known labels, the share of known labels decided right at
+  logit 0, i.e. probability 0.5), each [B]."""
+  loss = mean_over_labels(binary_cross_entropy(logits, labels, mask), mask)
+  hit = ((logits > 0) == (labels > 0.5)).astype(jnp.float32)
+  return loss, mean_over_labels(hit, mask)
+
+
 def mean_over_labels(loss: jax.Array, mask: jax.Array | None = None) -> jax.Array:
   """Per-example mean over the last (label) axis, over the known labels only."""
   if mask is None:

@@ -16,11 +16,6 @@ C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
 GBM_GRID = {'learning_rate': (0.03, 0.1), 'max_leaf_nodes': (7, 31), 'max_iter': (100, 300)}
 
 
-def _log_loss(y, p):
-  p = np.clip(p, 1e-7, 1 - 1e-7)
-  return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
 def fit_and_score(make, grid: list[dict], x: dict[str, np.ndarray], rows: dict[str, dict], names, bins: int = 10
                   ) -> tuple[dict[str, float], list[dict]]:
   """Per outcome: fit `make(**params)` for each params in `grid` on the known training rows, keep the one with
@@ -33,7 +28,7 @@ def fit_and_score(make, grid: list[dict], x: dict[str, np.ndarray], rows: dict[s
     best = None
     for params in grid:
       model = make(**params).fit(x['train'][known['train']], y['train'])
-      loss = _log_loss(y['validation'], model.predict_proba(x['validation'][known['validation']])[:, 1])
+      loss = risk.log_loss(y['validation'], model.predict_proba(x['validation'][known['validation']])[:, 1])
       if best is None or loss < best[0]:
         best = (loss, params, model)
     chosen.append(best[1])

@@ -37,7 +37,5 @@ class RiskTask(task.Task):
 
   def per_example_loss(self, params, batch, rng):
     logits = self.model.apply({'params': params}, batch['features'], train=True, rngs={'dropout': rng})
-    mask = batch.get('label_mask')
-    loss = binary.mean_over_labels(binary.binary_cross_entropy(logits, batch['labels'], mask), mask)
-    hit = ((logits > 0) == (batch['labels'] > 0.5)).astype(jnp.float32)
-    return loss, {'accuracy': binary.mean_over_labels(hit, mask)}
+    loss, accuracy = binary.masked_loss_and_accuracy(logits, batch['labels'], batch.get('label_mask'))
+    return loss, {'accuracy': accuracy}

@@ -39,7 +39,5 @@ class TextClassificationTask(task.Task):
   def per_example_loss(self, params, batch, rng):
     del rng
     logits = self.predict(params, batch)
-    mask = batch.get('label_mask')
-    loss = binary.mean_over_labels(binary.binary_cross_entropy(logits, batch['labels'], mask), mask)
-    hit = ((logits > 0) == (batch['labels'] > 0.5)).astype(jnp.float32)
-    return loss, {'label_accuracy': binary.mean_over_labels(hit, mask)}
+    loss, accuracy = binary.masked_loss_and_accuracy(logits, batch['labels'], batch.get('label_mask'))
+    return loss, {'label_accuracy': accuracy}
