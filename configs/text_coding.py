@@ -12,6 +12,14 @@ pretraining run of configs/lm_gpt.py (or lm_bert.py with the `bert` variants).
 `val` monitors the validation split while training; `test` scores the test split once, at the end, with
 thresholds tuned on validation. The splits are by report, with the shares of the pretraining text source
 (configs/common.py TEXT_HELD_OUT), so no validation or test report was pretrained on.
+
+`runlocal_padchest`: PadChest's Spanish reports → its radiological labels (aigc_jax/text/coding.py), trained
+from scratch with a tokenizer of its own training reports (the pretraining corpora are English), tested on
+the physician-labelled reports (`test`) and on those of them whose text never occurs in training
+(`test_unseen`):
+
+  python -m aigc_jax.main --config=configs/text_coding.py:runlocal_padchest --workdir=runs/padchest
+  python -m aigc_jax.baseline --config=configs/text_coding.py:runlocal_padchest
 """
 
 import ml_collections
@@ -19,7 +27,7 @@ import ml_collections
 from configs import common
 from configs import lm_gpt
 
-VARIANTS = ('runlocal', 'runlocal_bert', 'test')
+VARIANTS = ('runlocal', 'runlocal_bert', 'runlocal_padchest', 'test', 'test_padchest')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -27,7 +35,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise ValueError(f'configs/text_coding.py: unknown variant {arg!r}; use one of: {", ".join(VARIANTS)} '
                      '(or none).')
   bert = arg == 'runlocal_bert'
-  lm = lm_gpt.get_config('runlocal' if arg in ('runlocal', 'runlocal_bert') else arg)
+  padchest = arg in ('runlocal_padchest', 'test_padchest')
+  lm = lm_gpt.get_config('test' if arg in ('test', 'test_padchest') else 'runlocal' if arg else None)
   c = common.base_config()
   c.data = ml_collections.ConfigDict(lm.data.to_dict())   # values, not the language model's references
   c.data.name = 'text_labels'
@@ -63,6 +72,25 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.evals.test.every = c.num_steps   # once, at the end
   if arg in ('runlocal', 'runlocal_bert'):
     c.data.seq_len = 96            # 95% of the reports fit (median 45 BPE tokens): less padding to compute
+  if padchest:
+    c.data.task = 'padchest'
+    c.data.val_fraction = 0.05     # of the labeller-annotated studies, by patient; test is the physicians'
+    c.data.seq_len = 40            # 96% of the reports fit (mean 15 BPE tokens): little padding to compute
+    c.model.num_labels = 149       # the labels with ≥ 30 training reports
+    c.evals.test_unseen = common.evaluator('coding', every=0, split='test_unseen', tune_on='validation')
+    c.batch_size = 128
+    c.num_steps = 600              # one pass over the 79,222 training reports
+    c.log_every = 100
+    c.checkpoint_every = c.num_steps
+    c.evals.val.every = 300
+    c.evals.test.every = c.evals.test_unseen.every = c.num_steps
+  if arg == 'test_padchest':
+    common.tiny_trainer(c)
+    c.data.seq_len = 32
+    c.data.min_count = 2_000
+    c.model.num_labels = 18        # the labels with ≥ 2,000 training reports
+    c.evals.val.every = 0
+    c.evals.test.every = c.evals.test_unseen.every = c.num_steps
   if arg == 'test':
     common.tiny_trainer(c)
     c.data.seq_len = 32

@@ -76,6 +76,24 @@ def test_labelled_rows_carry_the_reports_headings():
   assert (rows['tokens'][rows['segment_ids'] == 0] == 0).all()
 
 
+def test_padchest_trains_on_the_labeller_and_tests_on_the_physicians():
+  c = text_coding.get_config('runlocal_padchest')
+  splits, names = coding.load('padchest', min_count=c.data.min_count, val_fraction=c.data.val_fraction,
+                              test_fraction=c.data.test_fraction)
+  assert len(names) == c.model.num_labels and '' not in names and {'normal', 'cardiomegaly'} <= set(names)
+  studies = coding.padchest_studies()
+  physician = [(t, y) for _, t, y, doc in studies if doc]
+  assert splits['test'] == physician and len(physician) > 26_000     # all of them, and nothing else
+  groups = {s: {g for g, _, _, doc in studies if not doc and coding.corpora.split_of(g, c.data.val_fraction, 0)
+                == s} for s in ('train', 'validation')}
+  assert not groups['train'] & groups['validation']                  # validation patients never trained on
+  assert len(splits['train']) + len(splits['validation']) == len(studies) - len(physician)
+  seen = {t for t, _ in splits['train']}
+  assert splits['test_unseen'] and all(t not in seen for t, _ in splits['test_unseen'])
+  assert len(splits['test_unseen']) < 0.7 * len(splits['test'])      # verbatim repeats are common: see docs
+  assert all(g.startswith('padchest:') and len(g) == 17 for g, _, _, _ in studies[:100])   # a hash, not the id
+
+
 @pytest.fixture(scope='module')
 def pretrained(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp('lm') / 'gpt')

