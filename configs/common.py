@@ -117,7 +117,8 @@ def text_data(seq_len: int = 128) -> ml_collections.ConfigDict:
   """The language models' text source (aigc_jax/data/text.py): packed rows of real medical text."""
   d = ml_collections.ConfigDict()
   d.name = 'text'
-  d.corpora = ('icd10cm', 'iu_reports')
+  d.corpora = ('icd10cm', 'iu_reports')   # and/or 'tfds:NAME': your text (python -m aigc_jax.prepare_text)
+  d.data_dir = ''                # where the tfds: datasets are (prepare_text's --output)
   d.max_documents = 0            # per corpus, before the split; 0: all
   d.seq_len = seq_len
   d.tokenizer = ''               # a file from python -m aigc_jax.tokenizer; '': train one at start, kept

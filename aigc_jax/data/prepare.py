@@ -75,7 +75,7 @@ class _Stats:
             **{f'p{q}': float(x) for q, x in zip((1, 5, 50, 95, 99), pct)}}
 
 
-def _check_name(name: str):
+def check_name(name: str):
   if not re.fullmatch(r'[a-z][a-z0-9_]*', name or ''):
     raise ValueError(f'--name={name!r}: use lower-case letters, digits and underscores, starting with a letter.')
 
@@ -88,7 +88,7 @@ def prepare_scans(*, input_dir: str, output: str, name: str, modality: str = 'CT
   Never raises for a bad file: it is skipped with its reason. Raises ValueError/FileNotFoundError/
   FileExistsError for bad arguments, before anything is written.
   """
-  _check_name(name)
+  check_name(name)
   if layout not in ('2d', '3d'):
     raise ValueError(f'--layout={layout!r}: use 2d (slices) or 3d (volumes).')
   if not (0 <= val_fraction and 0 <= test_fraction and val_fraction + test_fraction < 1):
@@ -207,7 +207,7 @@ def prepare_phantom(*, output: str, name: str, size: int, counts: dict[str, int]
                     seed: int = 0) -> dict:
   """Fixed splits of the built-in phantom. Split k (in the order given) uses seed `seed + k`, so 'train'
   with seed 0 holds exactly the first examples the online `phantom_ct` source (seed 0) yields."""
-  _check_name(name)
+  check_name(name)
   sources = {split: phantom.PhantomCT(seed=seed + k, size=size, num_examples=n,
                                       dose=(full_dose, low_dose_fraction, fov_mm) if pairs else None)
              for k, (split, n) in enumerate(counts.items())}

@@ -14,7 +14,7 @@ import numpy as np
 VERSION = '1.0.0'
 
 
-def _tfds():
+def tfds_api():
   # Imported on use: the trainer on the built-in phantom never needs TFDS.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tfds.disable_progress_bar()  # its bars print file paths and flood CI logs
@@ -38,7 +38,7 @@ def write(name: str, data_dir: str, features: Mapping[str, Any],
     metadata: JSON-able facts saved as the dataset's `metadata.json` (counts, spacing, statistics).
     description: one line for `dataset_info.json`.
   """
-  tfds = _tfds()
+  tfds = tfds_api()
   if os.path.exists(dataset_dir(data_dir, name)):
     raise FileExistsError(f'{dataset_dir(data_dir, name)} already exists: choose another --name or delete it.')
 
@@ -72,7 +72,7 @@ def write(name: str, data_dir: str, features: Mapping[str, Any],
 
 def info(name: str, data_dir: str):
   """The dataset's `tfds.core.DatasetInfo` (splits, features, metadata), or a clear error."""
-  tfds = _tfds()
+  tfds = tfds_api()
   try:
     return tfds.builder(name, data_dir=os.path.abspath(data_dir)).info
   except Exception as e:  # TFDS raises several types for "not there"
@@ -90,7 +90,7 @@ class TfdsSource:
   """
 
   def __init__(self, name: str, *, data_dir: str, split: str):
-    tfds = _tfds()
+    tfds = tfds_api()
     splits = info(name, data_dir).splits
     if split not in splits:
       raise ValueError(f'Dataset {name!r} has no split {split!r}; it has {sorted(splits)} '

@@ -2,6 +2,7 @@
 
   config.data.name = 'text'
   config.data.corpora = ('icd10cm', 'iu_reports')   # aigc_jax/text/corpora.py
+  config.data.data_dir = ''         # for corpora 'tfds:NAME' (users' text, python -m aigc_jax.prepare_text)
   config.data.seq_len = 128
   config.data.tokenizer = ''        # a tokenizer file (python -m aigc_jax.tokenizer); '' trains one at start
   config.data.tokenizer_kind = 'bpe'   # when training one: 'bpe' (causal) or 'wordpiece' (masked LM)
@@ -27,11 +28,13 @@ import numpy as np
 
 from aigc_jax.core import reporting
 from aigc_jax.data import serving
+from aigc_jax.data import text_prepare
 from aigc_jax.text import coding
 from aigc_jax.text import corpora
 from aigc_jax.text import tokenizer as tokenizer_lib
 
 TOKENIZER_FILE = 'tokenizer.json'
+PREPARED = 'tfds:'   # a corpus or coding task written by python -m aigc_jax.prepare_text
 KEYS = ('tokens', 'segment_ids', 'positions')
 
 
@@ -64,9 +67,15 @@ def pack(docs: list[list[int]], seq_len: int, eos: int, *, pad_last: bool = Fals
 
 
 def documents(config: ml_collections.ConfigDict, split: str) -> list[corpora.Document]:
-  """The documents of `split` of the configured corpora (the first `max_documents` of each corpus, if set)."""
+  """The documents of `split` of the configured corpora (the first `max_documents` of each corpus, if set;
+  a prepared dataset, 'tfds:NAME', keeps the splits it was written with)."""
   out = []
   for name in config.corpora:
+    if name.startswith(PREPARED):
+      docs = [corpora.Document(f'{name}:{i}', name, t)
+              for i, (t, _) in enumerate(text_prepare.load(name[len(PREPARED):], config.data_dir, split))]
+      out += docs[:config.max_documents] if config.max_documents else docs
+      continue
     docs = list(corpora.load([name]))
     if config.max_documents:
       docs = docs[:config.max_documents]
@@ -144,7 +153,7 @@ class LabelledText:
   """The data source of the coding tasks (registered as 'text_labels'): one document per row (truncated to
   `seq_len` tokens, padded with segment 0) and its codes as a multi-hot 'labels' [K] float32.
 
-    config.data.task = 'iu_mesh'       # aigc_jax/text/coding.py
+    config.data.task = 'iu_mesh'       # aigc_jax/text/coding.py; 'tfds:NAME' with data_dir: your labelled text
     config.data.min_count = 30         # labels with at least this many training documents
 
   The tokenizer follows the rules of `resolve_tokenizer` (give the pretraining run's workdir to fine-tune;
@@ -152,9 +161,13 @@ class LabelledText:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | None = None):
     self.config = config
-    self.splits, self.label_names = coding.load(config.task, min_count=config.min_count,
-                                                val_fraction=config.val_fraction,
-                                                test_fraction=config.test_fraction)
+    if config.task.startswith(PREPARED):
+      self.splits = {s: text_prepare.load(config.task[len(PREPARED):], config.data_dir, s) for s in corpora.SPLITS}
+      self.label_names = coding.frequent_labels(self.splits['train'], config.min_count)
+    else:
+      self.splits, self.label_names = coding.load(config.task, min_count=config.min_count,
+                                                  val_fraction=config.val_fraction,
+                                                  test_fraction=config.test_fraction)
     if not self.label_names:
       raise ValueError(f'config.data.task={config.task!r} has no label with min_count={config.min_count} '
                        'training documents: lower min_count.')
@@ -167,7 +180,8 @@ class LabelledText:
       examples = self.splits[split]
       if not examples:
         raise ValueError(f'config.data.task={self.config.task!r} has no {split} documents: raise '
-                         'config.data.val_fraction / test_fraction.')
+                         'config.data.val_fraction / test_fraction (for tfds: data, --val_fraction / '
+                         '--test_fraction of python -m aigc_jax.prepare_text).')
       n, length = len(examples), self.config.seq_len
       tokens = np.zeros((n, length), np.int32)
       seg = np.zeros((n, length), np.int32)
