@@ -1,12 +1,13 @@
 r"""Command line: the classical baselines of a coding or risk config, on the config's own splits and labels.
 
-  python -m aigc_jax.baseline --config=configs/text_coding.py:runlocal [--out=FILE.json]
+  python -m aigc_jax.baseline --config=configs/text_coding.py:runlocal [--coding_baseline=nearest] [--out=FILE.json]
   python -m aigc_jax.baseline --config=configs/risk.py:runlocal [--out=FILE.json]
 
-Coding: TF-IDF + logistic regression (aigc_jax/text/baselines.py), C chosen on validation, thresholds tuned on
-validation, scored on test with the `coding` evaluator's report. Risk: logistic regression and gradient
-boosting (aigc_jax/tabular/baselines.py), chosen by validation log loss, scored on test with the `risk`
-evaluator's report. Either way the numbers sit beside a run's test/*.
+Coding: TF-IDF + logistic regression (aigc_jax/text/baselines.py), C chosen on validation, or retrieval of
+the nearest training document (--coding_baseline=nearest); thresholds tuned on validation, scored on test
+with the `coding` evaluator's report. Risk: logistic regression and gradient boosting
+(aigc_jax/tabular/baselines.py), chosen by validation log loss, scored on test with the `risk` evaluator's
+report. Either way the numbers sit beside a run's test/*.
 """
 
 import json
@@ -21,6 +22,8 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A coding config (config.data.name="text_labels") or a risk '
                                 'config ("tabular").', lock_config=True)
 flags.DEFINE_string('out', '', 'Also write the scores here as JSON.')
+flags.DEFINE_enum('coding_baseline', 'logistic', ['logistic', 'nearest'], 'Coding: TF-IDF + logistic regression, '
+                  'or the nearest training document by TF-IDF (for thousands of labels).')
 flags.mark_flags_as_required(['config'])
 
 
@@ -28,10 +31,19 @@ def coding(config) -> dict:
   from aigc_jax.data import text  # pylint: disable=g-import-not-at-top
   from aigc_jax.text import baselines  # pylint: disable=g-import-not-at-top
   data = text.LabelledText(config.data)   # no workdir: its tokenizer is not used, nothing is written
-  splits = {s: ([t for t, _ in data.splits[s]], data.rows(s)['labels']) for s in ('train', 'validation', 'test')}
-  scores, _, c = baselines.tfidf_logistic(splits, seed=config.seed)
-  return {'baseline': 'tfidf_logistic_regression', 'C': c, 'task': config.data.task,
-          'labels': len(data.label_names), 'documents': {s: len(v[0]) for s, v in splits.items()}, **scores}
+  from aigc_jax.evals import multilabel  # pylint: disable=g-import-not-at-top
+  splits = {s: ([t for t, _ in v], data.rows(s)['labels']) for s, v in data.splits.items() if v}
+  if FLAGS.coding_baseline == 'nearest':
+    scores, probs = baselines.tfidf_nearest(splits)
+    head = {'baseline': 'tfidf_nearest'}
+  else:
+    scores, probs, c = baselines.tfidf_logistic(splits, seed=config.seed)
+    head = {'baseline': 'tfidf_logistic_regression', 'C': c}
+  for s in sorted(set(splits) - {'train', 'validation', 'test'}):   # e.g. PadChest's test_unseen
+    extra = multilabel.report(splits['validation'][1], probs['validation'], splits[s][1], probs[s])
+    scores.update({f'{s}/{k}': v for k, v in extra.items()})
+  return {**head, 'task': config.data.task, 'labels': len(data.label_names),
+          'documents': {s: len(v[0]) for s, v in splits.items()}, **scores}
 
 
 def risk(config) -> dict:

@@ -18,6 +18,7 @@ from aigc_jax.core import checkpoint
 from aigc_jax.data import text
 from aigc_jax.evals import multilabel
 from aigc_jax.objectives import binary
+from aigc_jax.text import baselines
 from aigc_jax.text import coding
 from configs import lm_gpt
 from configs import text_coding
@@ -59,6 +60,36 @@ def test_metrics_match_scikit_learn():
                                    2) == pytest.approx((1 / 2 + 0 / 2) / 2)
   t = multilabel.best_global_threshold(y, scores)
   assert multilabel.f1_scores(y, scores >= t)['micro_f1'] >= f1['micro_f1']
+
+
+def test_nearest_baseline_scores_each_label_by_its_most_similar_training_document():
+  train = ['typhoid fever with heart involvement', 'salmonella enteritis', 'cholera due to vibrio',
+           'acute typhoid myocarditis', 'infection due to salmonella typhi']
+  y_train = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [1, 1, 0]], np.float64)
+  held = ['typhoid myocarditis', 'enteritis by salmonella', 'vibrio cholera']
+  y_held = np.eye(3)
+  _, probs = baselines.tfidf_nearest({'train': (train, y_train), 'validation': (held, y_held),
+                                      'test': (held, y_held)})
+  vec = baselines.FeatureUnion([('w', baselines.TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+                                ('c', baselines.TfidfVectorizer(analyzer='char_wb', ngram_range=(3, 5),
+                                                                sublinear_tf=True))]).fit(train)
+  unit = lambda m: (lambda a: a / np.linalg.norm(a, axis=1, keepdims=True))(m.toarray())
+  cos = unit(vec.transform(held)) @ unit(vec.transform(train)).T
+  hand = np.array([[cos[i, y_train[:, k] > 0].max() for k in range(3)] for i in range(3)])
+  np.testing.assert_allclose(probs['test'], hand, rtol=1e-9)
+  assert (probs['test'].argmax(1) == [0, 1, 2]).all()
+
+
+def test_icd10cm_terms_hold_out_phrases_never_seen_in_training():
+  c = text_coding.get_config('runlocal_icd10cm').data
+  splits, names = coding.load('icd10cm_terms', min_count=c.min_count, val_fraction=c.val_fraction,
+                              test_fraction=c.test_fraction)
+  assert len(names) == text_coding.get_config('runlocal_icd10cm').model.num_labels
+  seen = {t.lower() for t, _ in splits['train']}
+  assert len(splits['test']) > 2_000 and not any(t.lower() in seen for t, _ in splits['test'])
+  assert ('Typhoid myocarditis', ('A01',)) in splits['test'] + splits['validation'] + splits['train']
+  assert all(len(y) == 1 and y[0] in names and '.' not in y[0] for _, y in splits['test'])
+  assert ('Typhoid fever with heart involvement', ('A01',)) in splits['train']      # a title: training
 
 
 def test_labelled_rows_carry_the_reports_headings():

@@ -15,6 +15,14 @@
             patients with the training set and 38% of its report texts occur verbatim there, so a second
             test split, `test_unseen`, keeps only the physician reports whose text is not in training.
 
+  icd10cm_terms  ICD-10-CM code assignment: a clinical phrase → its three-character category (1,918 labels).
+            The held-out phrases are the tabular list's inclusion terms (synonyms a coder meets: "Typhoid
+            myocarditis" → A01), split by a hash of the phrase; the training set is the other inclusion
+            terms plus the title of every category and subcategory (the label descriptions and the
+            hierarchy below each label, ~46k phrases; the 7th-character extensions, which repeat their
+            parent's title with "initial encounter" and the like, are left out). A held-out phrase that
+            occurs verbatim (ignoring case) in training is dropped: it would test lookup, not coding.
+
 Splits of iu_mesh are `corpora.split_of` by report, with the fractions given: use the same fractions as the
 pretraining run, so that no held-out report was pretrained on (configs/common.py keeps one pair for both).
 """
@@ -26,7 +34,7 @@ import zlib
 
 from aigc_jax.text import corpora
 
-TASKS = ('iu_mesh', 'padchest')
+TASKS = ('iu_mesh', 'padchest', 'icd10cm_terms')
 PADCHEST_FILE = 'PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz'
 
 
@@ -84,10 +92,42 @@ def padchest(min_count: int, val_fraction: float
   return out, frequent_labels(out['train'], min_count)
 
 
+@functools.lru_cache(maxsize=1)
+def _icd10cm_phrases() -> tuple[tuple[str, str, bool], ...]:
+  """(phrase, category, is an inclusion term) for every category and subcategory of ICD-10-CM."""
+  corpora.package_dir('simple_icd_10_cm', 'pip install -r requirements.txt (simple-icd-10-cm)')
+  import warnings  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    warnings.simplefilter('ignore')  # its pkg_resources import warns
+    import simple_icd_10_cm as icd  # pylint: disable=g-import-not-at-top
+  out = []
+  for code in icd.get_all_codes(True):
+    if icd.is_category_or_subcategory(code) and not icd.is_extended_subcategory(code):
+      category = code.split('.')[0]
+      out.append((icd.get_description(code), category, False))
+      out += [(term, category, True) for term in icd.get_inclusion_term(code)]
+  return tuple(out)
+
+
+def icd10cm_terms(min_count: int, val_fraction: float, test_fraction: float
+                  ) -> tuple[dict[str, list[tuple[str, tuple[str, ...]]]], tuple[str, ...]]:
+  """({split: [(phrase, (category,))]}, categories) for ICD-10-CM code assignment (see the module doc)."""
+  out = {s: [] for s in corpora.SPLITS}
+  for phrase, category, term in _icd10cm_phrases():
+    split = corpora.split_of(f'term:{phrase.lower()}', val_fraction, test_fraction) if term else 'train'
+    out[split].append((phrase, (category,)))
+  seen = {t.lower() for t, _ in out['train']}
+  for split in ('validation', 'test'):
+    out[split] = [(t, y) for t, y in out[split] if t.lower() not in seen]
+  return out, frequent_labels(out['train'], min_count)
+
+
 def load(name: str, *, min_count: int, val_fraction: float, test_fraction: float):
   """({split: [(text, codes)]}, label names) of the coding task `name`."""
   if name == 'iu_mesh':
     return iu_mesh(min_count, val_fraction, test_fraction)
   if name == 'padchest':
     return padchest(min_count, val_fraction)
+  if name == 'icd10cm_terms':
+    return icd10cm_terms(min_count, val_fraction, test_fraction)
   raise ValueError(f'config.data.task={name!r} is not a coding task; choose one of {TASKS}.')
