@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
+from sklearn.preprocessing import normalize
 from sklearn.multiclass import OneVsRestClassifier
 
 from aigc_jax.evals import multilabel
@@ -58,12 +59,9 @@ def tfidf_nearest(splits: dict[str, tuple[list[str], np.ndarray]]
   """Like `tfidf_logistic`, by retrieval: (test scores with thresholds tuned on validation, {split: scores})."""
   vec = FeatureUnion([('words', TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
                       ('chars', TfidfVectorizer(analyzer='char_wb', ngram_range=(3, 5), sublinear_tf=True))])
-  x_train = vec.fit_transform(splits['train'][0])
-  x_train = sp.csr_matrix(x_train.multiply(1 / np.sqrt(x_train.multiply(x_train).sum(1))))
-  probs = {}
-  for s in (s for s in splits if s != 'train'):
-    x = vec.transform(splits[s][0])
-    norm = np.sqrt(np.asarray(x.multiply(x).sum(1))).clip(1e-12)
-    probs[s] = _nearest_scores(x_train, splits['train'][1], sp.csr_matrix(x.multiply(1 / norm)))
+  # Rows of unit length (an empty row stays zero), so that a dot product is the cosine.
+  x_train = normalize(vec.fit_transform(splits['train'][0]))
+  probs = {s: _nearest_scores(x_train, splits['train'][1], normalize(vec.transform(splits[s][0])))
+           for s in splits if s != 'train'}
   y = {s: v[1] for s, v in splits.items()}
   return multilabel.report(y['validation'], probs['validation'], y['test'], probs['test']), probs
