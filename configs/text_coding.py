@@ -28,6 +28,13 @@ nearest training phrase by TF-IDF (1,918 one-vs-rest regressions would take hour
 
   python -m aigc_jax.main --config=configs/text_coding.py:runlocal_icd10cm --workdir=runs/icd10cm
   python -m aigc_jax.baseline --config=configs/text_coding.py:runlocal_icd10cm --coding_baseline=nearest
+
+`runlocal_clinosim`: synthetic SOAP notes (clinosim, simulated on first use into ~/.cache/aigc_jax, ~75 s)
+→ the ICD-10-CM categories of the encounter's diagnosis and the chronic conditions the notes address, every
+diagnosis name masked (aigc_jax/text/clinosim_notes.py); split by patient, trained from scratch:
+
+  python -m aigc_jax.main --config=configs/text_coding.py:runlocal_clinosim --workdir=runs/clinosim
+  python -m aigc_jax.baseline --config=configs/text_coding.py:runlocal_clinosim
 """
 
 import ml_collections
@@ -35,7 +42,8 @@ import ml_collections
 from configs import common
 from configs import lm_gpt
 
-VARIANTS = ('runlocal', 'runlocal_bert', 'runlocal_padchest', 'runlocal_icd10cm', 'test', 'test_padchest')
+VARIANTS = ('runlocal', 'runlocal_bert', 'runlocal_padchest', 'runlocal_icd10cm', 'runlocal_clinosim', 'test',
+            'test_padchest', 'test_clinosim')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -44,7 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                      '(or none).')
   bert = arg == 'runlocal_bert'
   padchest = arg in ('runlocal_padchest', 'test_padchest')
-  lm = lm_gpt.get_config('test' if arg in ('test', 'test_padchest') else 'runlocal' if arg else None)
+  lm = lm_gpt.get_config('test' if arg in ('test', 'test_padchest', 'test_clinosim') else 'runlocal' if arg else None)
   c = common.base_config()
   c.data = ml_collections.ConfigDict(lm.data.to_dict())   # values, not the language model's references
   c.data.name = 'text_labels'
@@ -103,6 +111,30 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = 100
     c.checkpoint_every = c.num_steps
     c.evals.val.every = 400
+    c.evals.test.every = c.num_steps
+  if arg in ('runlocal_clinosim', 'test_clinosim'):
+    c.data.task = 'clinosim_notes'
+    # The simulation (the data set), fixed while --config.seed varies the model: 2,000 patients over 2025.
+    c.data.clinosim = ml_collections.ConfigDict({'patients': 2_000, 'seed': 0, 'start': '2025-01-01',
+                                                 'end': '2025-12-31', 'cache_dir': ''})
+    c.data.val_fraction, c.data.test_fraction = 0.1, 0.2   # of the patients
+    c.data.min_count = 20
+    c.data.seq_len = 256           # 60% of the encounters fit (median 224 BPE tokens); the rest lose late notes
+    c.model.max_len = c.data.seq_len   # from scratch: lm_gpt:runlocal's position table has 128 rows
+    c.model.num_labels = 34        # the categories with ≥ 20 training encounters
+    c.batch_size = 32
+    c.num_steps = 300              # 2.2 passes over the 4,346 training encounters, ~12 min on 2 cores
+    c.log_every = 50
+    c.checkpoint_every = c.num_steps
+    c.evals.val.every = 150
+    c.evals.test.every = c.num_steps
+  if arg == 'test_clinosim':
+    common.tiny_trainer(c)
+    c.data.clinosim.update(patients=200, start='2025-01-01', end='2025-02-28')
+    c.data.seq_len = 64
+    c.data.min_count = 5
+    c.model.num_labels = 19        # the categories with ≥ 5 training encounters of the small simulation
+    c.evals.val.every = 0
     c.evals.test.every = c.num_steps
   if arg == 'test_padchest':
     common.tiny_trainer(c)

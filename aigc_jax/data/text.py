@@ -167,7 +167,8 @@ class LabelledText:
     else:
       self.splits, self.label_names = coding.load(config.task, min_count=config.min_count,
                                                   val_fraction=config.val_fraction,
-                                                  test_fraction=config.test_fraction)
+                                                  test_fraction=config.test_fraction,
+                                                  clinosim=config.get('clinosim'))
     if not self.label_names:
       raise ValueError(f'config.data.task={config.task!r} has no label with min_count={config.min_count} '
                        'training documents: lower min_count.')

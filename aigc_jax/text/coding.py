@@ -23,6 +23,11 @@
             parent's title with "initial encounter" and the like, are left out). A held-out phrase that
             occurs verbatim (ignoring case) in training is dropped: it would test lookup, not coding.
 
+  clinosim_notes  synthetic SOAP notes of clinosim encounters (aigc_jax/text/clinosim_notes.py) → the
+            ICD-10-CM categories of the encounter's diagnosis and of the chronic conditions its notes
+            address, with every diagnosis name masked; split by patient. Simulated on first use with the
+            settings in config.data.clinosim and kept in a cache folder.
+
 Splits of iu_mesh are `corpora.split_of` by report, with the fractions given: use the same fractions as the
 pretraining run, so that no held-out report was pretrained on (configs/common.py keeps one pair for both).
 """
@@ -32,9 +37,10 @@ import collections
 import functools
 import zlib
 
+from aigc_jax.text import clinosim_notes
 from aigc_jax.text import corpora
 
-TASKS = ('iu_mesh', 'padchest', 'icd10cm_terms')
+TASKS = ('iu_mesh', 'padchest', 'icd10cm_terms', 'clinosim_notes')
 PADCHEST_FILE = 'PADCHEST_chest_x_ray_images_labels_160K_01.02.19.csv.gz'
 
 
@@ -122,12 +128,19 @@ def icd10cm_terms(min_count: int, val_fraction: float, test_fraction: float
   return out, frequent_labels(out['train'], min_count)
 
 
-def load(name: str, *, min_count: int, val_fraction: float, test_fraction: float):
-  """({split: [(text, codes)]}, label names) of the coding task `name`."""
+def load(name: str, *, min_count: int, val_fraction: float, test_fraction: float, clinosim: dict | None = None):
+  """({split: [(text, codes)]}, label names) of the coding task `name`; `clinosim`: the simulation's settings
+  (patients, seed, start, end, cache_dir) for 'clinosim_notes'."""
   if name == 'iu_mesh':
     return iu_mesh(min_count, val_fraction, test_fraction)
   if name == 'padchest':
     return padchest(min_count, val_fraction)
   if name == 'icd10cm_terms':
     return icd10cm_terms(min_count, val_fraction, test_fraction)
+  if name == 'clinosim_notes':
+    if not clinosim:
+      raise ValueError("config.data.task='clinosim_notes' needs config.data.clinosim (patients, seed, start, end, "
+                       'cache_dir): see configs/text_coding.py:runlocal_clinosim.')
+    out = clinosim_notes.splits(val_fraction=val_fraction, test_fraction=test_fraction, **dict(clinosim))
+    return out, frequent_labels(out['train'], min_count)
   raise ValueError(f'config.data.task={name!r} is not a coding task; choose one of {TASKS}.')
