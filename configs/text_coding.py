@@ -69,7 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.name = 'text_classifier'
   c.model.causal = not bert
   c.model.num_labels = 41        # the IU MeSH headings with ≥ 30 training reports at the default split
-  c.task = ml_collections.ConfigDict({'name': 'text_classification'})
+  c.task = ml_collections.ConfigDict({'name': 'text_classification', 'loss': 'bce'})
   c.evals.val = common.evaluator('coding', every=100, split='validation', tune_on='validation')
   c.evals.test = common.evaluator('coding', every=0, split='test', tune_on='validation')
 
@@ -102,6 +102,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.evals.test.every = c.evals.test_unseen.every = c.num_steps
   if arg == 'runlocal_icd10cm':
     c.data.task = 'icd10cm_terms'
+    c.task.loss = 'softmax'        # one category per phrase: see tasks/text_classification.py
     c.data.min_count = 1
     c.data.val_fraction, c.data.test_fraction = 0.1, 0.2   # of the inclusion terms, by phrase
     c.data.seq_len = 32            # 99% of the phrases fit

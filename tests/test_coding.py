@@ -18,6 +18,7 @@ from aigc_jax.core import checkpoint
 from aigc_jax.data import text
 from aigc_jax.evals import multilabel
 from aigc_jax.objectives import binary
+from aigc_jax.tasks import text_classification
 from aigc_jax.text import baselines
 from aigc_jax.text import coding
 from configs import lm_gpt
@@ -36,6 +37,45 @@ def test_bce_matches_the_formula_and_optax_and_stays_finite():
   mask = jnp.array([[1, 1, 0, 0, 1]])
   np.testing.assert_allclose(binary.mean_over_labels(binary.binary_cross_entropy(z, y, mask), mask),
                              hand[0, [0, 1, 4]].mean(), rtol=1e-6)
+
+
+def test_softmax_loss_matches_optax_spreads_over_labels_and_skips_unknown_ones():
+  logits = 3.0 * jax.random.normal(jax.random.key(0), (4, 6))
+  y = np.zeros((4, 6), np.float32)
+  y[0, 2] = y[1, 5] = 1                  # one label each
+  y[2, [1, 4]] = 1                       # two: the target is spread over them
+  loss, aux = text_classification.softmax_loss_and_top1(logits, y)          # row 3: no label, no loss
+  logp = np.asarray(jax.nn.log_softmax(logits))
+  np.testing.assert_allclose(loss[:2], optax.softmax_cross_entropy(logits[:2], y[:2]), rtol=1e-6)
+  np.testing.assert_allclose(loss[2], -(logp[2, 1] + logp[2, 4]) / 2, rtol=1e-6)
+  assert loss[3] == 0
+  top = np.asarray(jnp.argmax(logits, -1))
+  np.testing.assert_array_equal(aux['top1_accuracy'], [y[i, top[i]] for i in range(4)])
+  # An unknown label is no candidate: a huge logit there changes nothing.
+  mask = np.ones_like(y)
+  mask[:, 0] = 0
+  bumped = logits.at[:, 0].set(50.0)
+  masked, aux = text_classification.softmax_loss_and_top1(bumped, y, mask)
+  np.testing.assert_allclose(masked[:2], optax.softmax_cross_entropy(logits[:2, 1:], y[:2, 1:]), rtol=1e-5)
+  known_top = np.asarray(jnp.argmax(logits[:, 1:], -1)) + 1
+  np.testing.assert_array_equal(aux['top1_accuracy'], [y[i, known_top[i]] for i in range(4)])
+
+
+def test_the_softmax_task_scores_probabilities_that_sum_to_one():
+  c = text_coding.get_config('test')
+  c.task.loss = 'softmax'
+  task = text_classification.TextClassificationTask(c)
+  rows = text.LabelledText(c.data).rows('validation')
+  batch = {k: v[:4] for k, v in rows.items()}
+  params = task.init(jax.random.key(0), batch)
+  p = np.asarray(task.probabilities(params, batch))
+  np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
+  loss, aux = task.loss(params, batch, None)            # the trainer's path: `loss` is still the method
+  want, _ = text_classification.softmax_loss_and_top1(task.predict(params, batch), batch['labels'])
+  assert loss == pytest.approx(float(want.mean()), rel=1e-5) and 'top1_accuracy' in aux
+  c.task.loss = 'hinge'
+  with pytest.raises(ValueError, match="config.task.loss='hinge'"):
+    text_classification.TextClassificationTask(c)
 
 
 def test_metrics_match_scikit_learn():

@@ -27,11 +27,11 @@ class Coding(evaluation.Evaluator):
 
   def __init__(self, cfg, **kw):
     super().__init__(cfg, **kw)
-    self.needs('predict')
+    self.needs('probabilities')
     if not isinstance(self.data, text_data.LabelledText):
       raise ValueError(f'config.evals.{self.name} (type "coding") scores labelled text and needs '
                        f'config.data.name="text_labels", not {self.config.data.name!r}.')
-    self._predict = jax.jit(lambda p, b: jax.nn.sigmoid(self.task.predict(p, b)))
+    self._predict = jax.jit(self.task.probabilities)   # σ(z) under the BCE, softmax(z) under the softmax loss
     self._announced = False
 
   def probabilities(self, params, split: str, ctx) -> tuple[np.ndarray, np.ndarray]:
