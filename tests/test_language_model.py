@@ -70,6 +70,24 @@ def test_kv_cache_decoding_equals_the_uncached_forward():
   np.testing.assert_array_equal(gen, seq[:, 4:])
 
 
+def test_left_padded_prompts_decode_as_if_alone():
+  m, params, tokens = _model()
+  short, long = tokens[0, :3], tokens[1, :7]
+  padded = jnp.stack([jnp.concatenate([jnp.zeros(4, tokens.dtype), short]), long])   # left-padded to 7
+  start = jnp.array([4, 0])
+  kw = dict(num_new=5, temperature=0.0)
+  together = jax.jit(functools.partial(decoding.generate, m, **kw))(params, padded, jax.random.PRNGKey(0),
+                                                                      start=start)
+  for row, prompt in enumerate((short, long)):
+    alone = decoding.generate(m, params, prompt[None], jax.random.PRNGKey(0), **kw)
+    np.testing.assert_array_equal(together[row], alone[0])
+  logits, _ = m.apply({'params': params}, padded, cache=m.init_cache(2, 7), index=0, start=start)
+  np.testing.assert_allclose(logits[0, 4:], m.apply({'params': params}, short[None])[0], atol=2e-5)
+  assert np.isfinite(np.asarray(logits)).all()                          # padding queries see themselves
+  beams = decoding.beam_search(m, params, padded, num_new=5, beam=3, start=start)[0]
+  np.testing.assert_array_equal(beams[0], decoding.beam_search(m, params, short[None], num_new=5, beam=3)[0][0])
+
+
 class _Trigram:
   """A decoder with known scores for the beam-search tests: the next token's logits are table[t-2, t-1], read
   from its cache, so a hypothesis that got another's cache rows would score wrongly."""

@@ -2,7 +2,8 @@
 and top-p (nucleus) sampling, and beam search. Pure: (params, prompt, key) → tokens, one compile per shape.
 
 The prompt (same length for every row) fills the cache in one forward pass; then each step feeds one token
-at the next cache slot. A row that has produced `stop_id` keeps producing padding, and its later tokens are
+at the next cache slot. Prompts of unequal length are left-padded to one length and `start` [B] gives each
+row's first real token (the model then ignores the padding and counts positions from there). A row that has produced `stop_id` keeps producing padding, and its later tokens are
 reported as `pad_id`.
 """
 
@@ -27,14 +28,16 @@ def filter_logits(logits: jax.Array, top_k: int = 0, top_p: float = 1.0) -> jax.
 
 
 def generate(model, params, prompt: jax.Array, rng: jax.Array, *, num_new: int, temperature: float = 1.0,
-             top_k: int = 0, top_p: float = 1.0, stop_id: int = -1, pad_id: int = 0) -> jax.Array:
+             top_k: int = 0, top_p: float = 1.0, stop_id: int = -1, pad_id: int = 0,
+             start: jax.Array | None = None) -> jax.Array:
   """[B, num_new] tokens continuing `prompt` [B, P] (temperature 0: greedy). Call it under jax.jit with the
   keyword arguments static (functools.partial)."""
   b, p = prompt.shape
   if p + num_new > model.max_len:
     raise ValueError(f'prompt {p} + {num_new} new tokens exceed the model\'s max_len={model.max_len}.')
   cache = model.init_cache(b, p + num_new)
-  logits, cache = model.apply({'params': params}, prompt, cache=cache, index=0)
+  padded = {} if start is None else {'start': start}   # only models that take left-padded prompts see it
+  logits, cache = model.apply({'params': params}, prompt, cache=cache, index=0, **padded)
 
   def pick(logits, key):
     if temperature == 0:
@@ -47,7 +50,7 @@ def generate(model, params, prompt: jax.Array, rng: jax.Array, *, num_new: int, 
     tok = pick(last_logits, sub)
     tok = jnp.where(done, pad_id, tok)
     done = done | (tok == stop_id)
-    logits, cache = model.apply({'params': params}, tok[:, None], cache=cache, index=p + i)
+    logits, cache = model.apply({'params': params}, tok[:, None], cache=cache, index=p + i, **padded)
     return (cache, logits[:, -1], done, key), tok
 
   init = (cache, logits[:, -1], jnp.zeros((b,), bool), rng)
@@ -56,7 +59,7 @@ def generate(model, params, prompt: jax.Array, rng: jax.Array, *, num_new: int, 
 
 
 def beam_search(model, params, prompt: jax.Array, *, num_new: int, beam: int, length_penalty: float = 0.0,
-                stop_id: int = -1, pad_id: int = 0) -> tuple[jax.Array, jax.Array]:
+                stop_id: int = -1, pad_id: int = 0, start: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """The most likely continuation of each row of `prompt` [B, P] found by a beam of `beam` hypotheses:
   ([B, num_new] tokens, [B] their summed log-probability). Call it under jax.jit with the keyword arguments
   static.
@@ -69,8 +72,11 @@ def beam_search(model, params, prompt: jax.Array, *, num_new: int, beam: int, le
   b, p = prompt.shape
   if p + num_new > model.max_len:
     raise ValueError(f'prompt {p} + {num_new} new tokens exceed the model\'s max_len={model.max_len}.')
-  logits, cache = model.apply({'params': params}, prompt, cache=model.init_cache(b, p + num_new), index=0)
+  padded = {} if start is None else {'start': start}
+  logits, cache = model.apply({'params': params}, prompt, cache=model.init_cache(b, p + num_new), index=0,
+                              **padded)
   cache = jax.tree.map(lambda c: jnp.repeat(c, beam, axis=1), cache)   # [depth, B*beam, …]: row i*beam + j
+  padded = {} if start is None else {'start': jnp.repeat(start, beam)}   # hypotheses keep their row's start
   last = jnp.repeat(logits[:, -1], beam, axis=0)
   vocab = last.shape[-1]
   # Only the first hypothesis is live at the start: the others would duplicate it.
@@ -89,7 +95,7 @@ def beam_search(model, params, prompt: jax.Array, *, num_new: int, beam: int, le
     finished = was_finished | (tok == stop_id)
     rows = (jnp.arange(b)[:, None] * beam + src).reshape(-1)
     cache = jax.tree.map(lambda c: c[:, rows], cache)
-    logits, cache = model.apply({'params': params}, tok.reshape(-1, 1), cache=cache, index=p + i)
+    logits, cache = model.apply({'params': params}, tok.reshape(-1, 1), cache=cache, index=p + i, **padded)
     return (cache, logits[:, -1], top, finished, lengths, seqs), None
 
   init = (cache, last, scores, jnp.zeros((b, beam), bool), jnp.zeros((b, beam), jnp.int32),

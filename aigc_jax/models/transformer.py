@@ -93,16 +93,21 @@ class Transformer(nn.Module):
   attention: str = 'auto'
 
   @nn.compact
-  def __call__(self, tokens, positions=None, segment_ids=None, *, cache=None, index=None, hidden=False):
+  def __call__(self, tokens, positions=None, segment_ids=None, *, cache=None, index=None, start=None,
+               hidden=False):
     """With `cache` ({'k', 'v'}: [depth, B, S, heads, head_dim]) and `index` (where `tokens` start in it), the
     keys and values of `tokens` are written into the cache, queries see the cache up to themselves, and the
-    return value is (logits, new cache). Without a cache: logits (and hidden states, with `hidden`)."""
+    return value is (logits, new cache). `start` [B] (optional): the cache slot of each row's first real
+    token, for prompts of unequal length left-padded to one: slots before it are never attended to, and
+    positions count from it. Without a cache: logits (and hidden states, with `hidden`)."""
     if self.width % self.heads:
       raise ValueError(f'config.model.width={self.width} is not divisible by heads={self.heads}.')
     dtype = jnp.dtype(self.dtype)
     b, t = tokens.shape
     if positions is None:
       positions = jnp.broadcast_to(jnp.arange(t) + (0 if index is None else index), (b, t))
+      if cache is not None and start is not None:
+        positions = jnp.maximum(positions - start[:, None], 0)
     embed = nn.Embed(self.vocab_size, self.width, name='embed', embedding_init=_init(0.02, EMBED_AXES))
     x = embed(tokens) + nn.Embed(self.max_len, self.width, name='pos_embed',
                                  embedding_init=_init(0.01, (None, 'embed')))(positions)
@@ -115,6 +120,10 @@ class Transformer(nn.Module):
       s = cache['k'].shape[2]
       query_at = index + jnp.arange(t)
       mask = (jnp.arange(s)[None, :] <= query_at[:, None])[None, None]  # earlier or same, never empty slots
+      if start is not None:
+        # Padding slots are left out; a padding query still sees itself, so no softmax row is empty (NaN).
+        real = jnp.arange(s)[None, None, :] >= start[:, None, None]
+        mask = mask & (real | (jnp.arange(s)[None, None, :] == query_at[None, :, None]))[:, None]
     block = nn.remat(Block, static_argnums=()) if self.remat else Block
     new_k, new_v = [], []
     for i in range(self.depth):
