@@ -10,12 +10,14 @@ from aigc_jax.core import evaluation
 from aigc_jax.data import pipeline
 from aigc_jax.data import tabular
 from aigc_jax.data import text
+from aigc_jax.data import text_pairs
 from aigc_jax.evals import classification as classification_eval
 from aigc_jax.evals import coding as coding_eval
 from aigc_jax.evals import ct_reconstruction
 from aigc_jax.evals import ct_restoration
 from aigc_jax.evals import ct_samples
 from aigc_jax.evals import language_model as language_model_eval
+from aigc_jax.evals import report as report_eval
 from aigc_jax.evals import risk as risk_eval
 from aigc_jax.tasks import autoencoder
 from aigc_jax.tasks import classification
@@ -44,6 +46,7 @@ DATA_SOURCES = {
     'tfds': pipeline.CTSlices,         # tfds:<name>, a dataset written by `python -m aigc_jax.prepare`
     'text': text.TextRows,             # packed token rows of real medical text (aigc_jax/text/corpora.py)
     'text_labels': text.LabelledText,  # one document per row with its codes (aigc_jax/text/coding.py)
+    'text_pairs': text_pairs.TextPairs,  # findings → impression rows for a conditional generator
     'tabular': tabular.TabularRows,    # patients of a real cohort, encoded (aigc_jax/tabular/cohorts.py)
 }
 
@@ -55,6 +58,7 @@ EVALUATORS = {
     'perplexity': language_model_eval.Perplexity,
     'text_samples': language_model_eval.TextSamples,
     'coding': coding_eval.Coding,
+    'report': report_eval.ReportGeneration,
     'risk': risk_eval.Risk,
 }
 

@@ -6,12 +6,19 @@ import os
 import subprocess
 import sys
 
+import ml_collections
+import numpy as np
 import pytest
 
+from aigc_jax import experiment
+from aigc_jax.data import text_pairs
 from aigc_jax.text import corpora
 from aigc_jax.text import findings
 from aigc_jax.text import report_metrics
 from aigc_jax.text import reports
+from aigc_jax.text import tokenizer
+from configs import lm_gpt
+from configs import report_text
 
 
 @pytest.mark.parametrize('sentence, expected', [
@@ -88,3 +95,36 @@ def test_the_baseline_command_scores_the_held_out_pairs(tmp_path):
   assert base['most_frequent']['clinical_f1'] == 0.0                         # "No acute …" names no finding
   assert base['copy_findings']['clinical_recall'] > base['nearest_tfidf']['clinical_recall']
   assert out['extractor_vs_mesh']['micro']['f1'] > 0.8
+
+
+def test_pair_rows_learn_the_impression_only_and_prompts_are_left_padded():
+  c = report_text.get_config('test')
+  data = text_pairs.TextPairs(c.data)
+  rows, tok = data.rows('validation'), data.tokenizer
+  findings_text, impression = data.splits['validation'][0]
+  mask = rows['loss_mask'][0] > 0
+  learned = rows['tokens'][0][1:][mask[:-1]]                        # the tokens the masked positions predict
+  assert learned[-1] == tokenizer.EOS or len(learned) == c.data.target_len      # cut at target_len: no EOS
+  assert impression.startswith(tok.decode(learned[learned != tokenizer.EOS]).strip())
+  assert tok.decode(rows['tokens'][0][:np.flatnonzero(mask)[0] + 1]).startswith('FINDINGS:')
+  assert tok.decode(rows['tokens'][0][:np.flatnonzero(mask)[0] + 1]).endswith('IMPRESSION:')
+  prompts, start, refs = data.prompts('validation')
+  assert prompts.shape[1] == c.data.prompt_len and refs[0] == impression
+  assert (prompts[0, :start[0]] == tokenizer.PAD).all() and tok.decode(prompts[0, start[0]:]).endswith('IMPRESSION:')
+  with pytest.raises(ValueError, match='prompt_len \\+ target_len'):
+    text_pairs.TextPairs(ml_collections.ConfigDict({**c.data.to_dict(), 'seq_len': 99}))
+
+
+def test_the_generator_fine_tunes_from_a_language_model_and_scores_the_test_pairs(tmp_path):
+  lm = lm_gpt.get_config('test')
+  lm.evals = {}
+  lm.optim.ema_decay = 0.0
+  experiment.train_and_evaluate(lm, str(tmp_path / 'lm'))
+  c = report_text.get_config('test')
+  c.init_from = str(tmp_path / 'lm')
+  experiment.train_and_evaluate(c, str(tmp_path / 'gen'))
+  logged = [json.loads(line) for line in open(tmp_path / 'gen' / 'metrics.jsonl')]
+  test = [r for r in logged if 'test/bleu_4' in r][-1]
+  assert 0 <= test['test/bleu_4'] <= 1 and 0 <= test['test/clinical_f1'] <= 1
+  written = (tmp_path / 'gen' / 'test' / 'impressions_0000004.txt').read_text()
+  assert written.count('reference: ') == c.evals.test.num

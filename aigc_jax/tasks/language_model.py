@@ -7,7 +7,9 @@
 
 Batches are packed rows from the 'text' source (tokens, segment_ids, positions; aigc_jax/data/text.py). The
 loss is the cross-entropy of the predicted tokens, averaged over every predicted token of the batch; a
-row's per-example loss is its own tokens' mean. Causal: every token but a document's first is predicted from
+row's per-example loss is its own tokens' mean. A batch may carry 'loss_mask' [B, L] (the 'text_pairs'
+source: 1 where the next token is the target's): then only those predictions count, which trains a
+conditional generator (findings → impression) with the same model and loss. Causal: every token but a document's first is predicted from
 the tokens before it in its document. Masked: the chosen tokens are predicted from the whole document.
 """
 
@@ -70,6 +72,8 @@ class LanguageModelTask(task.Task):
     tokens, seg = batch['tokens'], batch['segment_ids']
     if self.objective == 'causal':
       inputs, (targets, weights) = tokens, causal_targets(tokens, seg)
+      if 'loss_mask' in batch:
+        weights = weights * batch['loss_mask'].astype(weights.dtype)
     else:
       inputs, weights = mask_tokens(rng, tokens, seg, self.mask_rate, self.model.vocab_size)
       targets = tokens
@@ -88,14 +92,16 @@ class LanguageModelTask(task.Task):
     return (ce * w).sum() / n, {'token_accuracy': (correct * w).sum() / n, 'predicted_tokens': w.sum()}
 
   def generate(self, params, prompt, rng, *, num_new: int, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 1.0, beam: int = 0, length_penalty: float = 0.0):
+               top_p: float = 1.0, beam: int = 0, length_penalty: float = 0.0, start=None):
     """[B, num_new] tokens continuing `prompt` [B, P] (causal models): sampled (`models.decoding.generate`), or
-    with `beam` > 0 the beam search's best (`decoding.beam_search`; rng, temperature, top-k/p unused)."""
+    with `beam` > 0 the beam search's best (`decoding.beam_search`; rng, temperature, top-k/p unused).
+    `start` [B]: each row's first real token, for prompts left-padded to one length."""
     if self.objective != 'causal':
       raise ValueError('Only a causal language model generates text; this one is masked.')
     if beam > 0:
       return decoding.beam_search(self.model, params, prompt, num_new=num_new, beam=beam,
                                   length_penalty=length_penalty, stop_id=tokenizer_lib.EOS,
-                                  pad_id=tokenizer_lib.PAD)[0]
+                                  pad_id=tokenizer_lib.PAD, start=start)[0]
     return decoding.generate(self.model, params, prompt, rng, num_new=num_new, temperature=temperature,
-                             top_k=top_k, top_p=top_p, stop_id=tokenizer_lib.EOS, pad_id=tokenizer_lib.PAD)
+                             top_k=top_k, top_p=top_p, stop_id=tokenizer_lib.EOS, pad_id=tokenizer_lib.PAD,
+                             start=start)
