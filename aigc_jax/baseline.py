@@ -1,13 +1,18 @@
-r"""Command line: the classical baselines of a coding or risk config, on the config's own splits and labels.
+r"""Command line: the classical baselines of a coding, risk or report-generation config, on the config's own
+splits and labels.
 
   python -m aigc_jax.baseline --config=configs/text_coding.py:runlocal [--coding_baseline=nearest] [--out=FILE.json]
   python -m aigc_jax.baseline --config=configs/risk.py:runlocal [--out=FILE.json]
+  python -m aigc_jax.baseline --config=configs/report_text.py:runlocal [--out=FILE.json]
 
 Coding: TF-IDF + logistic regression (aigc_jax/text/baselines.py), C chosen on validation, or retrieval of
 the nearest training document (--coding_baseline=nearest); thresholds tuned on validation, scored on test
 with the `coding` evaluator's report. Risk: logistic regression and gradient boosting
 (aigc_jax/tabular/baselines.py), chosen by validation log loss, scored on test with the `risk` evaluator's
-report. Either way the numbers sit beside a run's test/*.
+report. Report generation (findings → impression): the most frequent training impression, the impression of
+the nearest training report by TF-IDF of the findings, and the findings copied (aigc_jax/text/reports.py),
+scored on test with the `report` evaluator's metrics; also how the findings extractor behind the clinical
+scores agrees with the test reports' MeSH headings. Either way the numbers sit beside a run's test/*.
 """
 
 import json
@@ -19,8 +24,8 @@ from absl import flags
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'A coding config (config.data.name="text_labels") or a risk '
-                                'config ("tabular").', lock_config=True)
+config_flags.DEFINE_config_file('config', None, 'A coding config (config.data.name="text_labels"), a risk '
+                                'config ("tabular") or a report-generation config ("text_pairs").', lock_config=True)
 flags.DEFINE_string('out', '', 'Also write the scores here as JSON.')
 flags.DEFINE_enum('coding_baseline', 'logistic', ['logistic', 'nearest'], 'Coding: TF-IDF + logistic regression, '
                   'or the nearest training document by TF-IDF (for thousands of labels).')
@@ -55,16 +60,35 @@ def risk(config) -> dict:
           **baselines.run(data, seed=config.seed)}
 
 
+def report(config) -> dict:
+  from aigc_jax.text import findings  # pylint: disable=g-import-not-at-top
+  from aigc_jax.text import report_metrics  # pylint: disable=g-import-not-at-top
+  from aigc_jax.text import reports  # pylint: disable=g-import-not-at-top
+  pairs = reports.iu_findings_impression(config.data.val_fraction, config.data.test_fraction)
+  train, test = pairs['train'], pairs['test']
+  sources, references = [f for f, _, _ in test], [i for _, i, _ in test]
+  generated = {
+      'most_frequent': reports.most_frequent([i for _, i, _ in train], len(test)),
+      'nearest_tfidf': reports.nearest([f for f, _, _ in train], [i for _, i, _ in train], sources),
+      'copy_findings': sources,
+  }
+  check = findings.agreement([findings.positives(f'{f} {i}') for f, i, _ in test],
+                             [findings.mesh_findings(h) for _, _, h in test])
+  return {'pairs': config.data.pairs, 'documents': {s: len(v) for s, v in pairs.items()},
+          **{name: report_metrics.scores(references, hyps) for name, hyps in generated.items()},
+          'extractor_vs_mesh': {k: {m: round(x, 4) for m, x in v.items()} for k, v in check.items()}}
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   config = FLAGS.config
-  kinds = {'text_labels': coding, 'tabular': risk}
+  kinds = {'text_labels': coding, 'tabular': risk, 'text_pairs': report}
   if config.data.name not in kinds:
     raise app.UsageError(f'--config gives config.data.name={config.data.name!r}; the baselines need a coding '
-                         '(text_labels) or risk (tabular) config, e.g. configs/text_coding.py:runlocal or '
-                         'configs/risk.py:runlocal.')
+                         '(text_labels), risk (tabular) or report (text_pairs) config, e.g. '
+                         'configs/text_coding.py:runlocal, configs/risk.py:runlocal or configs/report_text.py:runlocal.')
   result = kinds[config.data.name](config)
   print(json.dumps(result, indent=1))
   if FLAGS.out:

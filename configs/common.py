@@ -113,6 +113,16 @@ def ct_data(size: int) -> ml_collections.ConfigDict:
 TEXT_HELD_OUT = (0.1, 0.1)  # (validation, test) shares of every text source
 
 
+def task_text_data(lm_data: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """A text task's data fields from its language model's (values, not references: the task changes its own
+  seq_len or tokenizer without touching the model's), named `name`, without the pretraining corpora."""
+  d = ml_collections.ConfigDict(lm_data.to_dict())
+  d.name = name
+  for key in ('corpora', 'max_documents'):
+    del d[key]
+  return d
+
+
 def text_data(seq_len: int = 128) -> ml_collections.ConfigDict:
   """The language models' text source (aigc_jax/data/text.py): packed rows of real medical text."""
   d = ml_collections.ConfigDict()

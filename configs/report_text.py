@@ -7,7 +7,7 @@ language model trained on the impression tokens only, fine-tuned from a pretrain
       --config.init_from=runs/lm_gpt        # fine-tune: its parameters and tokenizer
   python -m aigc_jax.main --config=configs/report_text.py:runlocal --workdir=runs/report_scratch \
       --config.data.tokenizer=runs/lm_gpt   # the same model and tokenizer from random weights
-  python -m aigc_jax.report_baseline        # most frequent / nearest-report / copied-findings baselines
+  python -m aigc_jax.baseline --config=configs/report_text.py:runlocal   # most frequent / nearest / copied
 
 `val` generates the first 64 validation impressions greedily while training; `test` writes every test
 impression by beam search at the end and scores it (BLEU-1…4, ROUGE-L, CIDEr-D, clinical P/R/F1;
@@ -28,10 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                      '(or none).')
   lm = lm_gpt.get_config('test' if arg == 'test' else 'runlocal' if arg else None)
   c = common.base_config()
-  c.data = ml_collections.ConfigDict(lm.data.to_dict())   # values, not the language model's references
-  c.data.name = 'text_pairs'
-  for key in ('corpora', 'max_documents'):
-    del c.data[key]
+  c.data = common.task_text_data(lm.data, 'text_pairs')
   c.data.pairs = 'iu_findings_impression'
   c.data.prompt_len = 96         # findings tokens (99% of the findings fit a BPE of 4,096; longer ones keep
   c.data.target_len = 32         # their start); impression tokens with [EOS] (95% fit)

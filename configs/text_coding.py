@@ -54,10 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   padchest = arg in ('runlocal_padchest', 'test_padchest')
   lm = lm_gpt.get_config('test' if arg in ('test', 'test_padchest', 'test_clinosim') else 'runlocal' if arg else None)
   c = common.base_config()
-  c.data = ml_collections.ConfigDict(lm.data.to_dict())   # values, not the language model's references
-  c.data.name = 'text_labels'
-  for key in ('corpora', 'max_documents'):
-    del c.data[key]
+  c.data = common.task_text_data(lm.data, 'text_labels')
   c.data.task = 'iu_mesh'
   c.data.min_count = 30
   c.data.tokenizer = ''    # empty: the init_from run's when fine-tuning (registry.build_data), else trained
