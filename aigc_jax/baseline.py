@@ -12,7 +12,9 @@ with the `coding` evaluator's report. Risk: logistic regression and gradient boo
 report. Report generation (findings → impression): the most frequent training impression, the impression of
 the nearest training report by TF-IDF of the findings, and the findings copied (aigc_jax/text/reports.py),
 scored on test with the `report` evaluator's metrics; also how the findings extractor behind the clinical
-scores agrees with the test reports' MeSH headings. Either way the numbers sit beside a run's test/*.
+scores agrees with the test reports' MeSH headings. Translation (configs/translate_text.py): the source
+copied and the translation memory (aigc_jax/text/translation.py), sacrebleu BLEU / chrF per language. Either
+way the numbers sit beside a run's test/*.
 """
 
 import json
@@ -61,6 +63,8 @@ def risk(config) -> dict:
 
 
 def report(config) -> dict:
+  if config.data.pairs == 'icd10_translation':
+    return translate(config)
   from aigc_jax.text import findings  # pylint: disable=g-import-not-at-top
   from aigc_jax.text import report_metrics  # pylint: disable=g-import-not-at-top
   from aigc_jax.text import reports  # pylint: disable=g-import-not-at-top
@@ -77,6 +81,19 @@ def report(config) -> dict:
   return {'pairs': config.data.pairs, 'documents': {s: len(v) for s, v in pairs.items()},
           **{name: report_metrics.scores(references, hyps) for name, hyps in generated.items()},
           'extractor_vs_mesh': {k: {m: round(x, 4) for m, x in v.items()} for k, v in check.items()}}
+
+
+def translate(config) -> dict:
+  from aigc_jax.text import translation  # pylint: disable=g-import-not-at-top
+  out = {'pairs': config.data.pairs}
+  for lang in config.data.languages:
+    pairs = translation.icd10_pairs(lang, config.data.val_fraction, config.data.test_fraction)
+    sources, references = [s for s, _ in pairs['test']], [t for _, t in pairs['test']]
+    out[lang] = {'documents': {s: len(v) for s, v in pairs.items()},
+                 'copy_source': translation.scores(references, sources, lang),
+                 'translation_memory': translation.scores(
+                     references, translation.translation_memory(pairs['train'], sources), lang)}
+  return out
 
 
 def main(argv):

@@ -17,7 +17,7 @@ from aigc_jax.evals import ct_reconstruction
 from aigc_jax.evals import ct_restoration
 from aigc_jax.evals import ct_samples
 from aigc_jax.evals import language_model as language_model_eval
-from aigc_jax.evals import report as report_eval
+from aigc_jax.evals import generation as generation_eval
 from aigc_jax.evals import risk as risk_eval
 from aigc_jax.tasks import autoencoder
 from aigc_jax.tasks import classification
@@ -46,7 +46,7 @@ DATA_SOURCES = {
     'tfds': pipeline.CTSlices,         # tfds:<name>, a dataset written by `python -m aigc_jax.prepare`
     'text': text.TextRows,             # packed token rows of real medical text (aigc_jax/text/corpora.py)
     'text_labels': text.LabelledText,  # one document per row with its codes (aigc_jax/text/coding.py)
-    'text_pairs': text_pairs.TextPairs,  # findings → impression rows for a conditional generator
+    'text_pairs': text_pairs.TextPairs,  # source → target rows for a conditional generator (reports, translation)
     'tabular': tabular.TabularRows,    # patients of a real cohort, encoded (aigc_jax/tabular/cohorts.py)
 }
 
@@ -58,7 +58,8 @@ EVALUATORS = {
     'perplexity': language_model_eval.Perplexity,
     'text_samples': language_model_eval.TextSamples,
     'coding': coding_eval.Coding,
-    'report': report_eval.ReportGeneration,
+    'report': generation_eval.ReportGeneration,
+    'translation': generation_eval.Translation,
     'risk': risk_eval.Risk,
 }
 

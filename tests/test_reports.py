@@ -101,15 +101,15 @@ def test_pair_rows_learn_the_impression_only_and_prompts_are_left_padded():
   c = report_text.get_config('test')
   data = text_pairs.TextPairs(c.data)
   rows, tok = data.rows('validation'), data.tokenizer
-  findings_text, impression = data.splits['validation'][0]
+  _, _, impression, _ = data.splits['validation'][0]
   mask = rows['loss_mask'][0] > 0
   learned = rows['tokens'][0][1:][mask[:-1]]                        # the tokens the masked positions predict
   assert learned[-1] == tokenizer.EOS or len(learned) == c.data.target_len      # cut at target_len: no EOS
   assert impression.startswith(tok.decode(learned[learned != tokenizer.EOS]).strip())
   assert tok.decode(rows['tokens'][0][:np.flatnonzero(mask)[0] + 1]).startswith('FINDINGS:')
   assert tok.decode(rows['tokens'][0][:np.flatnonzero(mask)[0] + 1]).endswith('IMPRESSION:')
-  prompts, start, refs = data.prompts('validation')
-  assert prompts.shape[1] == c.data.prompt_len and refs[0] == impression
+  prompts, start, refs, keys = data.prompts('validation')
+  assert prompts.shape[1] == c.data.prompt_len and refs[0] == impression and keys[0] == 'report'
   assert (prompts[0, :start[0]] == tokenizer.PAD).all() and tok.decode(prompts[0, start[0]:]).endswith('IMPRESSION:')
   with pytest.raises(ValueError, match='prompt_len \\+ target_len'):
     text_pairs.TextPairs(ml_collections.ConfigDict({**c.data.to_dict(), 'seq_len': 99}))
@@ -126,5 +126,5 @@ def test_the_generator_fine_tunes_from_a_language_model_and_scores_the_test_pair
   logged = [json.loads(line) for line in open(tmp_path / 'gen' / 'metrics.jsonl')]
   test = [r for r in logged if 'test/bleu_4' in r][-1]
   assert 0 <= test['test/bleu_4'] <= 1 and 0 <= test['test/clinical_f1'] <= 1
-  written = (tmp_path / 'gen' / 'test' / 'impressions_0000004.txt').read_text()
+  written = (tmp_path / 'gen' / 'test' / 'generated_0000004.txt').read_text()
   assert written.count('reference: ') == c.evals.test.num

@@ -1,0 +1,107 @@
+"""Evaluators of a causal language model trained on 'text_pairs': it writes the target of every held-out pair,
+and the targets are scored as their field scores them.
+
+  config.evals.test = evaluator('report', every=…, split='test', beam=4, length_penalty=0.6, batch=32, num=0)
+      findings → impression: BLEU-1…4, ROUGE-L, CIDEr-D and the clinical precision / recall / F1 of the
+      findings asserted (aigc_jax/text/report_metrics.py).
+  config.evals.test = evaluator('translation', every=…, split='test', beam=4, …)
+      ICD-10 titles: sacrebleu BLEU and chrF per target language (signatures logged) and their means.
+
+Greedy decoding with beam=0, else beam search (models/decoding.py), jitted once with the KV cache; prompts of
+unequal length are left-padded. num > 0 scores the first num pairs only (monitoring while training). The
+generated targets are written beside the references as text.
+"""
+
+import collections
+import functools
+
+import jax
+import numpy as np
+
+from aigc_jax.core import evaluation
+from aigc_jax.core import reporting
+from aigc_jax.data import text_pairs
+from aigc_jax.text import report_metrics
+from aigc_jax.text import tokenizer as tokenizer_lib
+from aigc_jax.text import translation
+
+
+class PairGeneration(evaluation.Evaluator):
+  """Generation on the held-out pairs; subclasses score (`score`)."""
+
+  fields = {'split': 'validation', 'batch': 32, 'beam': 0, 'length_penalty': 0.6, 'num': 0}
+  pairs: tuple[str, ...] = ()   # the config.data.pairs this evaluator scores
+
+  def __init__(self, cfg, **kw):
+    super().__init__(cfg, **kw)
+    self.needs('generate')
+    if not isinstance(self.data, text_pairs.TextPairs) or self.config.data.pairs not in self.pairs:
+      raise ValueError(f'config.evals.{self.name} (type {cfg.get("type")!r}) scores config.data.name="text_pairs" '
+                       f'with pairs in {self.pairs}, not {self.config.data.name!r} / '
+                       f'{self.config.data.get("pairs")!r}.')
+    if getattr(self.task, 'objective', 'causal') != 'causal':
+      raise ValueError(f'config.evals.{self.name}: a masked language model does not generate text.')
+    self._generate = jax.jit(functools.partial(
+        self.task.generate, num_new=int(self.config.data.target_len), temperature=0.0, beam=int(self.cfg.beam),
+        length_penalty=float(self.cfg.length_penalty)))
+
+  def generate(self, params, split: str, num: int = 0) -> tuple[list[str], list[str], list[str]]:
+    """(generated, reference, key) of the first `num` pairs of `split` (0: all)."""
+    prompts, start, references, keys = self.data.prompts(split)
+    if num:
+      prompts, start, references, keys = prompts[:num], start[:num], references[:num], keys[:num]
+    n, b = len(prompts), min(int(self.cfg.batch), len(prompts))
+    tok, out = self.data.tokenizer, []
+    for i in range(0, n, b):
+      p, s = prompts[i:i + b], start[i:i + b]
+      short = b - len(p)
+      if short:  # one compile: repeat the first row into the last batch's empty places
+        p, s = np.concatenate([p, np.repeat(p[:1], short, 0)]), np.concatenate([s, np.repeat(s[:1], short)])
+      new = np.asarray(jax.device_get(self._generate(params, p, jax.random.key(0), start=s)))[:b - short]
+      for row in new:
+        stop = np.flatnonzero(row == tokenizer_lib.EOS)
+        out.append(tok.decode(row[:stop[0]] if len(stop) else row).strip())
+    return out, list(references), list(keys)
+
+  def score(self, references: list[str], generated: list[str], keys: list[str]) -> dict[str, float]:
+    raise NotImplementedError
+
+  def run(self, params, rng, ctx):
+    del rng, ctx
+    generated, references, keys = self.generate(params, self.cfg.split, int(self.cfg.num))
+    scores = self.score(references, generated, keys)
+    scores['distinct_share'] = len(set(generated)) / len(generated)   # 1 / n: one output for every input
+    lines = []
+    for i, (g, r, k) in enumerate(zip(generated, references, keys)):
+      lines += [f'## {i} ({k})', f'model:     {g}', f'reference: {r}', '']
+    return evaluation.Output(scalars=scores, texts={'generated': '\n'.join(lines)})
+
+
+class ReportGeneration(PairGeneration):
+
+  pairs = ('iu_findings_impression',)
+
+  def score(self, references, generated, keys):
+    del keys
+    return report_metrics.scores(references, generated)
+
+
+class Translation(PairGeneration):
+
+  pairs = ('icd10_translation',)
+
+  def score(self, references, generated, keys):
+    by_lang = collections.defaultdict(lambda: ([], []))
+    for r, g, k in zip(references, generated, keys):
+      by_lang[k][0].append(r)
+      by_lang[k][1].append(g)
+    out = {}
+    for lang, (refs, gens) in sorted(by_lang.items()):
+      s = translation.scores(refs, gens, lang)
+      out[f'bleu_{lang}'], out[f'chrf_{lang}'] = s['bleu'], s['chrf']
+      if not getattr(self, '_signed', False):
+        reporting.log(f'{self.name}: sacrebleu {lang}: BLEU {s["bleu_signature"]}; chrF {s["chrf_signature"]}')
+    self._signed = True
+    out['bleu_mean'] = float(np.mean([out[f'bleu_{k}'] for k in by_lang]))
+    out['chrf_mean'] = float(np.mean([out[f'chrf_{k}'] for k in by_lang]))
+    return out

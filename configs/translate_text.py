@@ -1,0 +1,63 @@
+r"""Medical translation: ICD-10 titles from English into Spanish, German and French, one causal transformer for
+all three (the prompt "English: <title> Spanish:" names the target language last), trained from scratch on
+GNU Health's ICD-10 catalogues (aigc_jax/text/translation.py), split by ICD-10 block.
+
+  python -m aigc_jax.main --config=configs/translate_text.py:runlocal --workdir=runs/translate
+  python -m aigc_jax.baseline --config=configs/translate_text.py:runlocal   # copy / translation memory
+
+`test` translates every held-out title of every language by beam search at the end: sacrebleu BLEU and chrF
+per language (aigc_jax/evals/generation.py). `--config.data.languages='("es","de","fr","pt","vi","el","zh","ja")'`
+adds the other catalogues (--config.model.num_labels is not involved: any subset trains the same model).
+A decoder-only model, not the encoder-decoder the seq2seq family will add.
+"""
+
+import ml_collections
+
+from configs import common
+from configs import lm_gpt
+
+VARIANTS = ('runlocal', 'test')
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  if arg not in (None, '') + VARIANTS:
+    raise ValueError(f'configs/translate_text.py: unknown variant {arg!r}; use one of: {", ".join(VARIANTS)} '
+                     '(or none).')
+  lm = lm_gpt.get_config('test' if arg == 'test' else 'runlocal' if arg else None)
+  c = common.base_config()
+  c.data = common.task_text_data(lm.data, 'text_pairs')
+  c.data.pairs = 'icd10_translation'
+  c.data.languages = ('es', 'de', 'fr')
+  c.data.prompt_len = 32         # "English: <title> Spanish:" (99% fit a BPE of 8,192 on the three languages)
+  c.data.target_len = 32         # the translation and [EOS] (99% fit)
+  c.data.seq_len = 64
+  c.data.vocab_size = 8192
+  c.data.tokenizer = ''          # trained on the training pairs (both sides, every language)
+  c.data.seed = c.get_ref('seed')
+  c.model = ml_collections.ConfigDict(lm.model.to_dict())
+  c.model.vocab_size = c.data.get_ref('vocab_size')
+  c.model.max_len = c.data.seq_len
+  c.task = ml_collections.ConfigDict({'name': 'language_model', 'objective': 'causal', 'mask_rate': 0.15})
+  c.evals.val = common.evaluator('translation', every=500, split='validation', num=96, beam=0)
+  c.evals.test = common.evaluator('translation', every=0, split='test', beam=4, length_penalty=0.6)
+
+  c.optim.name = 'adam'
+  c.optim.learning_rate = 1e-3
+  c.optim.weight_decay = 0.01
+  c.optim.warmup_steps = 100
+  c.optim.ema_decay = 0.0
+  c.batch_size = 64
+  c.num_steps = 1_000            # 2.4 passes over the 27,142 training pairs
+  c.log_every = 100
+  c.checkpoint_every = 500
+  if arg == 'test':
+    common.tiny_trainer(c)
+    c.data.languages = ('es',)
+    c.data.vocab_size = 512
+    c.data.prompt_len, c.data.target_len, c.data.seq_len = 24, 16, 40
+    c.model.max_len = c.data.seq_len
+    c.evals.val.every = 0
+    c.evals.test.num = 6
+    c.evals.test.beam = 2
+  c.evals.test.every = c.num_steps   # once, at the end
+  return c

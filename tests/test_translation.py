@@ -1,0 +1,102 @@
+"""Medical translation data: the gettext reader, the pair filter, the split by ICD-10 block, sacrebleu's scores,
+the translation-memory baseline, the baseline command and a test-size translator run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import sacrebleu
+
+from aigc_jax import experiment
+from aigc_jax.text import corpora
+from aigc_jax.text import translation
+from configs import translate_text
+
+CATALOGUE = r'''#
+msgid ""
+msgstr "Content-Type: text/plain; charset=utf-8\n"
+
+msgctxt "model:gnuhealth.pathology,name:A00"
+msgid "Cholera"
+msgstr "Cólera"
+
+msgctxt "model:gnuhealth.pathology,name:A001"
+msgid ""
+"Cholera due to Vibrio cholerae 01, "
+"biovar eltor"
+msgstr "Cólera debido a \"vibrio\" cholerae 01, biotipo el tor"
+msgctxt "model:gnuhealth.pathology,name:A009"
+msgid "Cholera, unspecified"
+msgstr ""
+'''
+
+
+def test_the_catalogue_reader_joins_continuations_and_unescapes(tmp_path):
+  path = tmp_path / 'es.po'
+  path.write_text(CATALOGUE, encoding='utf-8')
+  entries = translation.read_po(path)
+  assert [e.get('msgctxt', '') for e in entries][1:] == ['model:gnuhealth.pathology,name:A00',
+                                                          'model:gnuhealth.pathology,name:A001',
+                                                          'model:gnuhealth.pathology,name:A009']
+  assert entries[2]['msgid'] == 'Cholera due to Vibrio cholerae 01, biovar eltor'
+  assert entries[2]['msgstr'] == 'Cólera debido a "vibrio" cholerae 01, biotipo el tor'
+  assert entries[3]['msgstr'] == ''
+  path.write_text(CATALOGUE + 'garbage line\n', encoding='utf-8')
+  with pytest.raises(ValueError, match=r'es.po:\d+: not a gettext catalogue line'):
+    translation.read_po(path)
+
+
+def test_untranslated_and_context_expanded_pairs_are_dropped():
+  assert translation.keep('Cholera', 'Cólera')
+  assert not translation.keep('Cholera', '') and not translation.keep('Cholera', 'Cholera')
+  assert not translation.keep('Gout', 'Gota, incluida la gota saturnina y la gota inducida por fármacos')
+  assert translation.keep('Cholera, unspecified', '霍乱，未特指', shortest=1 / 10)
+
+
+def test_whole_icd10_blocks_are_held_out():
+  entries = translation.icd10_entries('es')
+  assert len(entries) > 10_000
+  side_of = lambda block: corpora.split_of(f'icd10block:{block}', 0.1, 0.1)
+  pairs = translation.icd10_pairs('es', 0.1, 0.1)
+  train = {en.lower() for en, _ in pairs['train']}
+  for split in ('validation', 'test'):
+    held = set(pairs[split])
+    assert held and not {en.lower() for en, _ in held} & train          # no verbatim repeat of a training title
+    # Every held-out pair comes from a block on its side; no block of its side is in training.
+    assert all(side_of(b) == split for _, en, tr, b in entries if (en, tr) in held)
+  sides = {}
+  for _, en, tr, b in entries:
+    sides.setdefault((en, tr), set()).add(side_of(b))
+  assert all('train' in sides[p] for p in pairs['train'])
+  assert ('Cholera', 'Cólera') in sum(pairs.values(), [])
+
+
+def test_scores_are_sacrebleus_own():
+  hyps = ['The dog bit the man.', "It wasn't surprising.", 'The man had just bitten him.']
+  refs = ['The dog bit the man.', 'It was not unexpected.', 'The man bit him first.']
+  s = translation.scores(refs, hyps, 'es')
+  assert s['bleu'] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
+  assert s['chrf'] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
+  assert 'tok:13a' in s['bleu_signature'] and 'tok:zh' in translation.scores(['霍乱'], ['霍乱'], 'zh')['bleu_signature']
+  assert translation.scores(refs, refs, 'de')['bleu'] == pytest.approx(100.0)
+
+
+def test_the_translation_memory_returns_the_nearest_titles_translation():
+  train = [('Cholera, unspecified', 'Cólera, no especificado'), ('Typhoid fever', 'Fiebre tifoidea')]
+  assert translation.translation_memory(train, ['Typhoid fevers', 'cholera unspecified']) == \
+      ['Fiebre tifoidea', 'Cólera, no especificado']
+
+
+def test_baseline_command_and_a_test_size_translator(tmp_path):
+  out = tmp_path / 'b.json'
+  subprocess.run([sys.executable, '-m', 'aigc_jax.baseline', '--config=configs/translate_text.py:test',
+                  f'--out={out}'], check=True, capture_output=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+  base = json.loads(out.read_text())['es']
+  assert base['translation_memory']['bleu'] > base['copy_source']['bleu'] + 10       # docs/reports.md: 23.7 vs 0.6
+  c = translate_text.get_config('test')
+  experiment.train_and_evaluate(c, str(tmp_path / 'run'))
+  logged = [json.loads(line) for line in open(tmp_path / 'run' / 'metrics.jsonl')]
+  test = [r for r in logged if 'test/bleu_es' in r][-1]
+  assert 0 <= test['test/bleu_es'] <= 100 and test['test/chrf_mean'] == test['test/chrf_es']
