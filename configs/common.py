@@ -123,6 +123,24 @@ def task_text_data(lm_data: ml_collections.ConfigDict, name: str) -> ml_collecti
   return d
 
 
+def pair_generator(c: ml_collections.ConfigDict, lm: ml_collections.ConfigDict, evaluator_type: str, *,
+                   val_every: int, val_num: int) -> None:
+  """The model, task, evaluators and optimizer basics of a conditional generator on 'text_pairs'
+  (report_text.py, translate_text.py): `lm`'s transformer over c.data's vocabulary and rows, trained causally
+  on the target tokens; `val` decodes the first val_num validation pairs greedily, `test` every test pair by
+  beam search (4 beams, length penalty 0.6). Call it after c.data is set."""
+  c.data.seed = c.get_ref('seed')
+  c.model = ml_collections.ConfigDict(lm.model.to_dict())
+  c.model.vocab_size = c.data.get_ref('vocab_size')
+  c.model.max_len = c.data.seq_len
+  c.task = ml_collections.ConfigDict({'name': 'language_model', 'objective': 'causal', 'mask_rate': 0.15})
+  c.evals.val = evaluator(evaluator_type, every=val_every, split='validation', num=val_num, beam=0)
+  c.evals.test = evaluator(evaluator_type, every=0, split='test', beam=4, length_penalty=0.6)
+  c.optim.name = 'adam'
+  c.optim.weight_decay = 0.01
+  c.optim.ema_decay = 0.0
+
+
 def text_data(seq_len: int = 128) -> ml_collections.ConfigDict:
   """The language models' text source (aigc_jax/data/text.py): packed rows of real medical text."""
   d = ml_collections.ConfigDict()

@@ -34,19 +34,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.target_len = 32         # their start); impression tokens with [EOS] (95% fit)
   c.data.seq_len = 128           # prompt_len + target_len: the pretraining run's position table
   c.data.tokenizer = ''          # empty: the init_from run's when fine-tuning (registry.build_data), else trained
-  c.data.seed = c.get_ref('seed')
-  c.model = ml_collections.ConfigDict(lm.model.to_dict())
-  c.model.vocab_size = c.data.get_ref('vocab_size')
-  c.model.max_len = c.data.seq_len
-  c.task = ml_collections.ConfigDict({'name': 'language_model', 'objective': 'causal', 'mask_rate': 0.15})
-  c.evals.val = common.evaluator('report', every=100, split='validation', num=64, beam=0)
-  c.evals.test = common.evaluator('report', every=0, split='test', beam=4, length_penalty=0.6)
-
-  c.optim.name = 'adam'
+  common.pair_generator(c, lm, 'report', val_every=100, val_num=64)
   c.optim.learning_rate = 3e-4
-  c.optim.weight_decay = 0.01
   c.optim.warmup_steps = 20
-  c.optim.ema_decay = 0.0
   c.batch_size = 32
   c.num_steps = 200              # 2.3 passes over the 2,769 training pairs
   c.log_every = 50

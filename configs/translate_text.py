@@ -33,19 +33,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.seq_len = 64
   c.data.vocab_size = 8192
   c.data.tokenizer = ''          # trained on the training pairs (both sides, every language)
-  c.data.seed = c.get_ref('seed')
-  c.model = ml_collections.ConfigDict(lm.model.to_dict())
-  c.model.vocab_size = c.data.get_ref('vocab_size')
-  c.model.max_len = c.data.seq_len
-  c.task = ml_collections.ConfigDict({'name': 'language_model', 'objective': 'causal', 'mask_rate': 0.15})
-  c.evals.val = common.evaluator('translation', every=500, split='validation', num=96, beam=0)
-  c.evals.test = common.evaluator('translation', every=0, split='test', beam=4, length_penalty=0.6)
-
-  c.optim.name = 'adam'
+  common.pair_generator(c, lm, 'translation', val_every=500, val_num=96)
   c.optim.learning_rate = 1e-3
-  c.optim.weight_decay = 0.01
   c.optim.warmup_steps = 100
-  c.optim.ema_decay = 0.0
   c.batch_size = 64
   c.num_steps = 1_000            # 2.4 passes over the 27,142 training pairs
   c.log_every = 100

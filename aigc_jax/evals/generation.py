@@ -44,8 +44,10 @@ class PairGeneration(evaluation.Evaluator):
     self._generate = jax.jit(functools.partial(
         self.task.generate, num_new=int(self.config.data.target_len), temperature=0.0, beam=int(self.cfg.beam),
         length_penalty=float(self.cfg.length_penalty)))
+    self._signed = False   # the sacrebleu signatures are logged once per run
 
-  def generate(self, params, split: str, num: int = 0) -> tuple[list[str], list[str], list[str]]:
+  def generate(self, params, split: str, ctx: evaluation.Context, num: int = 0
+               ) -> tuple[list[str], list[str], list[str]]:
     """(generated, reference, key) of the first `num` pairs of `split` (0: all)."""
     prompts, start, references, keys = self.data.prompts(split)
     if num:
@@ -57,7 +59,7 @@ class PairGeneration(evaluation.Evaluator):
       short = b - len(p)
       if short:  # one compile: repeat the first row into the last batch's empty places
         p, s = np.concatenate([p, np.repeat(p[:1], short, 0)]), np.concatenate([s, np.repeat(s[:1], short)])
-      new = np.asarray(jax.device_get(self._generate(params, p, jax.random.key(0), start=s)))[:b - short]
+      new = np.asarray(ctx.gather(self._generate(params, p, jax.random.key(0), start=s)))[:b - short]
       for row in new:
         stop = np.flatnonzero(row == tokenizer_lib.EOS)
         out.append(tok.decode(row[:stop[0]] if len(stop) else row).strip())
@@ -67,8 +69,8 @@ class PairGeneration(evaluation.Evaluator):
     raise NotImplementedError
 
   def run(self, params, rng, ctx):
-    del rng, ctx
-    generated, references, keys = self.generate(params, self.cfg.split, int(self.cfg.num))
+    del rng
+    generated, references, keys = self.generate(params, self.cfg.split, ctx, int(self.cfg.num))
     scores = self.score(references, generated, keys)
     scores['distinct_share'] = len(set(generated)) / len(generated)   # 1 / n: one output for every input
     lines = []
@@ -99,7 +101,7 @@ class Translation(PairGeneration):
     for lang, (refs, gens) in sorted(by_lang.items()):
       s = translation.scores(refs, gens, lang)
       out[f'bleu_{lang}'], out[f'chrf_{lang}'] = s['bleu'], s['chrf']
-      if not getattr(self, '_signed', False):
+      if not self._signed:
         reporting.log(f'{self.name}: sacrebleu {lang}: BLEU {s["bleu_signature"]}; chrF {s["chrf_signature"]}')
     self._signed = True
     out['bleu_mean'] = float(np.mean([out[f'bleu_{k}'] for k in by_lang]))

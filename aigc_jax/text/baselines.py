@@ -65,3 +65,10 @@ def tfidf_nearest(splits: dict[str, tuple[list[str], np.ndarray]]
            for s in splits if s != 'train'}
   y = {s: v[1] for s, v in splits.items()}
   return multilabel.report(y['validation'], probs['validation'], y['test'], probs['test']), probs
+
+
+def nearest_rows(vectorizer, train_texts: list[str], texts: list[str]) -> np.ndarray:
+  """For each text, the index of the most similar training text by cosine of `vectorizer`'s features (fit on
+  the training texts): the retrieval baselines of report generation and translation."""
+  x_train = normalize(vectorizer.fit_transform(train_texts))
+  return np.asarray((normalize(vectorizer.transform(texts)) @ x_train.T).argmax(axis=1)).ravel()

@@ -12,10 +12,9 @@ a generated impression must beat.
 
 import collections
 
-import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
 
+from aigc_jax.text import baselines
 from aigc_jax.text import corpora
 
 Pair = tuple[str, str, tuple[str, ...]]   # (findings, impression, MeSH major headings)
@@ -42,8 +41,5 @@ def most_frequent(train_targets: list[str], n: int) -> list[str]:
 
 def nearest(train_sources: list[str], train_targets: list[str], sources: list[str]) -> list[str]:
   """The target of the training source nearest to each source, by TF-IDF cosine."""
-  vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-  x_train = normalize(vec.fit_transform(train_sources))
-  sim = normalize(vec.transform(sources)) @ x_train.T
-  best = np.asarray(sim.argmax(axis=1)).ravel()
+  best = baselines.nearest_rows(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), train_sources, sources)
   return [train_targets[i] for i in best]

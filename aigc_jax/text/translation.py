@@ -19,11 +19,10 @@ import pathlib
 import re
 import xml.etree.ElementTree as ET
 
-import numpy as np
 import sacrebleu
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
 
+from aigc_jax.text import baselines
 from aigc_jax.text import corpora
 
 # our short name → (catalogue file, language name in prompts, sacrebleu tokenizer, shortest length ratio).
@@ -141,6 +140,4 @@ def scores(references: list[str], hypotheses: list[str], lang: str) -> dict[str,
 def translation_memory(train: list[Pair], sources: list[str]) -> list[str]:
   """The translation of the nearest training source by TF-IDF cosine of character 2–4-grams."""
   vec = TfidfVectorizer(analyzer='char_wb', ngram_range=(2, 4), sublinear_tf=True, lowercase=True)
-  x_train = normalize(vec.fit_transform([s for s, _ in train]))
-  best = np.asarray((normalize(vec.transform(sources)) @ x_train.T).argmax(axis=1)).ravel()
-  return [train[i][1] for i in best]
+  return [train[i][1] for i in baselines.nearest_rows(vec, [s for s, _ in train], sources)]
