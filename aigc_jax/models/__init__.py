@@ -17,6 +17,7 @@ MODELS = {
     'ct_feature_net': feature_net.FeatureNet,
     'transformer': transformer.Transformer,
     'text_classifier': transformer.TextClassifier,
+    'encoder_decoder': transformer.EncoderDecoder,
     'tabular_mlp': mlp.TabularMLP,
 }
 

@@ -5,6 +5,10 @@ The prompt (same length for every row) fills the cache in one forward pass; then
 at the next cache slot. Prompts of unequal length are left-padded to one length and `start` [B] gives each
 row's first real token (the model then ignores the padding and counts positions from there). A row that has produced `stop_id` keeps producing padding, and its later tokens are
 reported as `pad_id`.
+
+An encoder-decoder model (`transformer.EncoderDecoder`) gets its source through `context` ({'source',
+'source_segment'}), given to the prompt pass only: the encoder runs once and its keys and values stay in the
+cache for every later step (and follow their hypotheses in beam search).
 """
 
 import jax
@@ -29,7 +33,7 @@ def filter_logits(logits: jax.Array, top_k: int = 0, top_p: float = 1.0) -> jax.
 
 def generate(model, params, prompt: jax.Array, rng: jax.Array, *, num_new: int, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, stop_id: int = -1, pad_id: int = 0,
-             start: jax.Array | None = None) -> jax.Array:
+             start: jax.Array | None = None, context: dict | None = None) -> jax.Array:
   """[B, num_new] tokens continuing `prompt` [B, P] (temperature 0: greedy). Call it under jax.jit with the
   keyword arguments static (functools.partial)."""
   b, p = prompt.shape
@@ -37,7 +41,7 @@ def generate(model, params, prompt: jax.Array, rng: jax.Array, *, num_new: int, 
     raise ValueError(f'prompt {p} + {num_new} new tokens exceed the model\'s max_len={model.max_len}.')
   cache = model.init_cache(b, p + num_new)
   padded = {} if start is None else {'start': start}   # only models that take left-padded prompts see it
-  logits, cache = model.apply({'params': params}, prompt, cache=cache, index=0, **padded)
+  logits, cache = model.apply({'params': params}, prompt, cache=cache, index=0, **padded, **(context or {}))
 
   def pick(logits, key):
     if temperature == 0:
@@ -59,7 +63,8 @@ def generate(model, params, prompt: jax.Array, rng: jax.Array, *, num_new: int, 
 
 
 def beam_search(model, params, prompt: jax.Array, *, num_new: int, beam: int, length_penalty: float = 0.0,
-                stop_id: int = -1, pad_id: int = 0, start: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+                stop_id: int = -1, pad_id: int = 0, start: jax.Array | None = None, context: dict | None = None
+                ) -> tuple[jax.Array, jax.Array]:
   """The most likely continuation of each row of `prompt` [B, P] found by a beam of `beam` hypotheses:
   ([B, num_new] tokens, [B] their summed log-probability). Call it under jax.jit with the keyword arguments
   static.
@@ -74,7 +79,7 @@ def beam_search(model, params, prompt: jax.Array, *, num_new: int, beam: int, le
     raise ValueError(f'prompt {p} + {num_new} new tokens exceed the model\'s max_len={model.max_len}.')
   padded = {} if start is None else {'start': start}
   logits, cache = model.apply({'params': params}, prompt, cache=model.init_cache(b, p + num_new), index=0,
-                              **padded)
+                              **padded, **(context or {}))
   cache = jax.tree.map(lambda c: jnp.repeat(c, beam, axis=1), cache)   # [depth, B*beam, …]: row i*beam + j
   padded = {} if start is None else {'start': jnp.repeat(start, beam)}   # hypotheses keep their row's start
   last = jnp.repeat(logits[:, -1], beam, axis=0)

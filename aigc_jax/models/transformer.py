@@ -11,6 +11,13 @@ token embedding, transposed (GPT-2 and BERT tie them).
 
 Decoding uses an explicit KV cache ({'k', 'v'}: [depth, B, S, heads, head_dim]), passed in and returned: pure,
 so the whole generation loop jits (`aigc_jax/models/decoding.py`).
+
+The seq2seq family (`EncoderDecoder`) is this decoder with a gated cross-attention layer before each block
+(Flamingo's layout) reading a memory: a bidirectional encoder's states of the source text, or (for image →
+report) a vision encoder's. The gates start at 0, so at initialization the decoder computes exactly the causal
+LM whose parameters it may load by name (`config.init_from`). When decoding, the prompt pass also writes the
+memory's keys and values into the cache ('cross_k', 'cross_v') with its validity ('memory_valid' [1, B, S]:
+every cache entry keeps the batch on axis 1, so beam search reorders them alike); later steps read them there.
 """
 
 from typing import Any
@@ -60,6 +67,32 @@ class Block(nn.Module):
     return x + h, kv
 
 
+class CrossAttention(nn.Module):
+  """x + tanh(gate) · attention(LN(x) → memory): queries from the decoder's stream, keys and values from the
+  memory [B, S, any width] (or, decoding, from the cache: `kv`). Returns (x, (keys, values))."""
+  heads: int
+  head_dim: int
+  out_std: float
+  dtype: Any
+  attention: str
+
+  @nn.compact
+  def __call__(self, x, memory, mask, kv=None):
+    h = nn.LayerNorm(dtype=self.dtype, name='ln')(x)
+    proj = lambda name, y: nn.DenseGeneral((self.heads, self.head_dim), dtype=self.dtype, name=name,
+                                           kernel_init=_init(0.02, layers.QKV_AXES))(y)
+    q = proj('query', h)
+    if memory is not None:
+      memory = memory.astype(self.dtype)
+      kv = (proj('key', memory), proj('value', memory))
+    a = layers.attend(q, kv[0].astype(q.dtype), kv[1].astype(q.dtype), self.attention, mask=mask)
+    out = nn.DenseGeneral(x.shape[-1], axis=(-2, -1), dtype=self.dtype, name='out',
+                          kernel_init=_init(self.out_std, layers.OUT_AXES))(a)
+    # 0 at the start: a decoder loaded from a causal LM is that LM until it learns to listen.
+    gate = self.param('gate', nn.initializers.zeros, (), jnp.float32)
+    return x + jnp.tanh(gate).astype(out.dtype) * out, kv
+
+
 def attention_mask(segment_ids: jax.Array, causal: bool) -> jax.Array:
   """[B, 1, L, L]: same document (segment id, 0 = padding) and, when causal, not a later token."""
   same = (segment_ids[:, :, None] == segment_ids[:, None, :]) & (segment_ids[:, None, :] != 0)
@@ -80,6 +113,7 @@ class Transformer(nn.Module):
     dtype: compute dtype ('float32' or 'bfloat16'); parameters stay float32.
     remat: recompute each block's activations in the backward pass (memory for compute).
     attention: 'auto' | 'einsum' | 'dot_product' (`layers.attend`).
+    cross: a cross-attention layer ('cross_<i>') before each block, reading `memory` (EncoderDecoder).
   """
   vocab_size: int
   max_len: int = 512
@@ -91,15 +125,19 @@ class Transformer(nn.Module):
   dtype: str = 'float32'
   remat: bool = False
   attention: str = 'auto'
+  cross: bool = False
 
   @nn.compact
   def __call__(self, tokens, positions=None, segment_ids=None, *, cache=None, index=None, start=None,
-               hidden=False):
+               hidden=False, memory=None, memory_valid=None):
     """With `cache` ({'k', 'v'}: [depth, B, S, heads, head_dim]) and `index` (where `tokens` start in it), the
     keys and values of `tokens` are written into the cache, queries see the cache up to themselves, and the
     return value is (logits, new cache). `start` [B] (optional): the cache slot of each row's first real
     token, for prompts of unequal length left-padded to one: slots before it are never attended to, and
-    positions count from it. Without a cache: logits (and hidden states, with `hidden`)."""
+    positions count from it. Without a cache: logits (and hidden states, with `hidden`).
+
+    With `cross`: `memory` [B, S, W'] and `memory_valid` [B, S] (bool; default all) are what the
+    cross-attention reads; decoding, they are given to the prompt pass only (then they live in the cache)."""
     if self.width % self.heads:
       raise ValueError(f'config.model.width={self.width} is not divisible by heads={self.heads}.')
     dtype = jnp.dtype(self.dtype)
@@ -125,8 +163,24 @@ class Transformer(nn.Module):
         real = jnp.arange(s)[None, None, :] >= start[:, None, None]
         mask = mask & (real | (jnp.arange(s)[None, None, :] == query_at[None, :, None]))[:, None]
     block = nn.remat(Block, static_argnums=()) if self.remat else Block
-    new_k, new_v = [], []
+    cross = nn.remat(CrossAttention, static_argnums=()) if self.remat else CrossAttention
+    if self.cross:
+      if memory is not None:
+        valid = jnp.ones(memory.shape[:2], bool) if memory_valid is None else memory_valid.astype(bool)
+      elif cache is not None and 'cross_k' in cache:
+        valid = cache['memory_valid'][0]
+      else:
+        raise ValueError('this transformer cross-attends (config.model.cross / encoder_decoder) and needs a memory '
+                         '(the encoder\'s states) on the first call.')
+      cross_mask = valid[:, None, None, :]
+    new_k, new_v, cross_k, cross_v = [], [], [], []
     for i in range(self.depth):
+      if self.cross:
+        ckv = None if memory is not None else (cache['cross_k'][i], cache['cross_v'][i])
+        x, ckv = cross(self.heads, self.width // self.heads, 0.02 / (2 * self.depth) ** 0.5, dtype,
+                       self.attention, name=f'cross_{i}')(x, memory, cross_mask, ckv)
+        cross_k.append(ckv[0])
+        cross_v.append(ckv[1])
       kv = None if cache is None else (cache['k'][i], cache['v'][i])
       x, kv = block(self.heads, self.width // self.heads, self.mlp_ratio * self.width,
                     0.02 / (2 * self.depth) ** 0.5, dtype, self.attention, name=f'block_{i}')(x, mask, kv, index)
@@ -136,7 +190,10 @@ class Transformer(nn.Module):
     h = nn.LayerNorm(dtype=dtype, name='ln_final')(x)
     logits = embed.attend(h.astype(jnp.float32))  # tied output layer, float32 logits
     if cache is not None:
-      return logits, {'k': jnp.stack(new_k), 'v': jnp.stack(new_v)}
+      new = {'k': jnp.stack(new_k), 'v': jnp.stack(new_v)}
+      if self.cross:
+        new.update(cross_k=jnp.stack(cross_k), cross_v=jnp.stack(cross_v), memory_valid=valid[None])
+      return logits, new
     return (logits, h) if hidden else logits
 
   def init_cache(self, batch: int, length: int, dtype=jnp.float32) -> dict[str, jax.Array]:
@@ -159,3 +216,34 @@ class TextClassifier(Transformer):
     real = (segment_ids != 0).astype(jnp.float32)[..., None]
     pooled = (h.astype(jnp.float32) * real).sum(1) / jnp.maximum(real.sum(1), 1.0)
     return nn.Dense(self.num_labels, name='cls_head', kernel_init=_init(0.02, ('embed', None)))(pooled)
+
+
+class EncoderDecoder(Transformer):
+  """The seq2seq transformer: source tokens [B, S] → a bidirectional encoder ('encoder', `encoder_depth`
+  blocks, its own embeddings) → memory; tokens [B, T] → logits [B, T, vocab] by the causal decoder that
+  cross-attends to it. The decoder's parameters have the causal LM's names, so a pretraining run loads into
+  it (`config.init_from`); `fresh_params()` start new.
+
+  Training: `model.apply(params, tokens, positions, segment_ids, source=…, source_segment=…)`
+  (source_segment: 1 real, 0 padding). Decoding: pass `source` / `source_segment` to the prompt pass only."""
+  encoder_depth: int = 0      # 0: depth
+  cross: bool = True
+
+  @nn.compact
+  def __call__(self, tokens, positions=None, segment_ids=None, *, source=None, source_segment=None, cache=None,
+               index=None, start=None, hidden=False):
+    memory = valid = None
+    if source is not None:
+      if source_segment is None:
+        source_segment = jnp.ones(source.shape, jnp.int32)
+      encoder = Transformer(self.vocab_size, self.max_len, self.width, self.encoder_depth or self.depth,
+                            self.heads, self.mlp_ratio, causal=False, dtype=self.dtype, remat=self.remat,
+                            attention=self.attention, name='encoder')
+      _, memory = encoder(source, None, source_segment, hidden=True)   # its unused logits are compiled away
+      valid = source_segment != 0
+    return super().__call__(tokens, positions, segment_ids, cache=cache, index=index, start=start, hidden=hidden,
+                            memory=memory, memory_valid=valid)
+
+  def fresh_params(self) -> tuple[str, ...]:
+    """Top-level parameters a causal LM does not have: they start fresh under `config.init_from`."""
+    return ('encoder',) + tuple(f'cross_{i}' for i in range(self.depth))

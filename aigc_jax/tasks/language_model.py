@@ -11,6 +11,11 @@ row's per-example loss is its own tokens' mean. A batch may carry 'loss_mask' [B
 source: 1 where the next token is the target's): then only those predictions count, which trains a
 conditional generator (findings → impression) with the same model and loss. Causal: every token but a document's first is predicted from
 the tokens before it in its document. Masked: the chosen tokens are predicted from the whole document.
+
+With config.model.name = 'encoder_decoder' (the seq2seq family) the batch also carries 'source' and
+'source_segment' [B, S] (text_pairs with config.data.layout = 'encoder_decoder'): the decoder's tokens are
+predicted as above while it cross-attends to the encoded source. Fine-tuned from a causal LM
+(`config.init_from`), the encoder and the cross-attention start fresh (`new_heads`).
 """
 
 import jax
@@ -55,17 +60,31 @@ class LanguageModelTask(task.Task):
       raise ValueError(f'config.task.objective={t.objective!r}; choose one of {OBJECTIVES}.')
     self.objective, self.mask_rate = t.objective, float(t.get('mask_rate', 0.15))
     self.model = models.build(config.model)
+    self.conditional = bool(getattr(self.model, 'cross', False))
+    self.new_heads = self.model.fresh_params() if self.conditional else ()
     if self.model.causal != (self.objective == 'causal'):
       raise ValueError(f'config.task.objective={self.objective!r} needs config.model.causal='
                        f'{self.objective == "causal"}: a {"causal" if self.model.causal else "bidirectional"} '
                        'model cannot learn it.')
 
+  def source(self, batch) -> dict:
+    """The model's source inputs in `batch` ({} unless it is an encoder-decoder)."""
+    if not self.conditional:
+      return {}
+    if 'source' not in batch:
+      raise ValueError('config.model.name=\'encoder_decoder\' reads a source: use config.data.name=\'text_pairs\' with '
+                       'config.data.layout=\'encoder_decoder\'.')
+    return {'source': batch['source'], 'source_segment': batch['source_segment']}
+
   def init(self, rng, batch):
-    return self.model.init({'params': rng}, jnp.zeros((1, batch['tokens'].shape[1]), jnp.int32))['params']
+    source = {k: jnp.ones((1,) + v.shape[1:], jnp.int32) for k, v in self.source(batch).items()}
+    return self.model.init({'params': rng}, jnp.zeros((1, batch['tokens'].shape[1]), jnp.int32),
+                           **source)['params']
 
   def predict(self, params, batch):
     """Logits [B, L, vocab] of the batch's rows, as given (no masking)."""
-    return self.model.apply({'params': params}, batch['tokens'], batch['positions'], batch['segment_ids'])
+    return self.model.apply({'params': params}, batch['tokens'], batch['positions'], batch['segment_ids'],
+                            **self.source(batch))
 
   def token_losses(self, params, batch, rng) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(cross-entropy [B, L], weights [B, L] of the predicted tokens, correct [B, L]) for a batch."""
@@ -77,7 +96,7 @@ class LanguageModelTask(task.Task):
     else:
       inputs, weights = mask_tokens(rng, tokens, seg, self.mask_rate, self.model.vocab_size)
       targets = tokens
-    logits = self.model.apply({'params': params}, inputs, batch['positions'], seg)
+    logits = self.model.apply({'params': params}, inputs, batch['positions'], seg, **self.source(batch))
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
     return ce, weights, (jnp.argmax(logits, -1) == targets).astype(jnp.float32)
 
@@ -92,16 +111,21 @@ class LanguageModelTask(task.Task):
     return (ce * w).sum() / n, {'token_accuracy': (correct * w).sum() / n, 'predicted_tokens': w.sum()}
 
   def generate(self, params, prompt, rng, *, num_new: int, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 1.0, beam: int = 0, length_penalty: float = 0.0, start=None):
+               top_p: float = 1.0, beam: int = 0, length_penalty: float = 0.0, start=None, source=None,
+               source_segment=None):
     """[B, num_new] tokens continuing `prompt` [B, P] (causal models): sampled (`models.decoding.generate`), or
     with `beam` > 0 the beam search's best (`decoding.beam_search`; rng, temperature, top-k/p unused).
-    `start` [B]: each row's first real token, for prompts left-padded to one length."""
+    `start` [B]: each row's first real token, for prompts left-padded to one length. An encoder-decoder
+    needs `source` (and `source_segment`) [B, S]: the prompt is then the decoder's (e.g. a language cue)."""
     if self.objective != 'causal':
       raise ValueError('Only a causal language model generates text; this one is masked.')
+    context = self.source({'source': source, 'source_segment': source_segment}) if source is not None else None
+    if self.conditional and context is None:
+      raise ValueError('this encoder-decoder generates from a source: pass source= (and source_segment=).')
     if beam > 0:
       return decoding.beam_search(self.model, params, prompt, num_new=num_new, beam=beam,
                                   length_penalty=length_penalty, stop_id=tokenizer_lib.EOS,
-                                  pad_id=tokenizer_lib.PAD, start=start)[0]
+                                  pad_id=tokenizer_lib.PAD, start=start, context=context)[0]
     return decoding.generate(self.model, params, prompt, rng, num_new=num_new, temperature=temperature,
                              top_k=top_k, top_p=top_p, stop_id=tokenizer_lib.EOS, pad_id=tokenizer_lib.PAD,
-                             start=start)
+                             start=start, context=context)
