@@ -130,6 +130,7 @@ def pair_generator(c: ml_collections.ConfigDict, lm: ml_collections.ConfigDict, 
   on the target tokens; `val` decodes the first val_num validation pairs greedily, `test` every test pair by
   beam search (4 beams, length penalty 0.6). Call it after c.data is set."""
   c.data.seed = c.get_ref('seed')
+  c.data.layout = 'decoder'      # one causal model reads prompt + target; 'encoder_decoder': see text_pairs.py
   c.model = ml_collections.ConfigDict(lm.model.to_dict())
   c.model.vocab_size = c.data.get_ref('vocab_size')
   c.model.max_len = c.data.seq_len

@@ -1,14 +1,18 @@
-r"""Medical translation: ICD-10 titles from English into Spanish, German and French, one causal transformer for
-all three (the prompt "English: <title> Spanish:" names the target language last), trained from scratch on
-GNU Health's ICD-10 catalogues (aigc_jax/text/translation.py), split by ICD-10 block.
+r"""Medical translation: ICD-10 titles from English into Spanish, German and French, one model for all three,
+trained from scratch on GNU Health's ICD-10 catalogues (aigc_jax/text/translation.py), split by ICD-10 block.
 
+  python -m aigc_jax.main --config=configs/translate_text.py:runlocal_seq2seq --workdir=runs/translate_s2s
   python -m aigc_jax.main --config=configs/translate_text.py:runlocal --workdir=runs/translate
   python -m aigc_jax.baseline --config=configs/translate_text.py:runlocal   # copy / translation memory
+  python -m aigc_jax.translate --workdir=runs/translate_s2s --to=es < titles.txt
+
+`*_seq2seq`: the encoder-decoder (models/transformer.py's EncoderDecoder): the encoder reads "English:
+<title>", the decoder starts from the target language's cue (" Spanish:") and cross-attends to it. Without
+the suffix: one causal transformer reading "English: <title> Spanish:" and continuing it.
 
 `test` translates every held-out title of every language by beam search at the end: sacrebleu BLEU and chrF
 per language (aigc_jax/evals/generation.py). `--config.data.languages='("es","de","fr","pt","vi","el","zh","ja")'`
 adds the other catalogues (--config.model.num_labels is not involved: any subset trains the same model).
-A decoder-only model, not the encoder-decoder the seq2seq family will add.
 """
 
 import ml_collections
@@ -16,14 +20,15 @@ import ml_collections
 from configs import common
 from configs import lm_gpt
 
-VARIANTS = ('runlocal', 'test')
+VARIANTS = ('runlocal', 'test', 'runlocal_seq2seq', 'test_seq2seq')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg not in (None, '') + VARIANTS:
     raise ValueError(f'configs/translate_text.py: unknown variant {arg!r}; use one of: {", ".join(VARIANTS)} '
                      '(or none).')
-  lm = lm_gpt.get_config('test' if arg == 'test' else 'runlocal' if arg else None)
+  small = (arg or '').split('_')[0]
+  lm = lm_gpt.get_config(small or None)
   c = common.base_config()
   c.data = common.task_text_data(lm.data, 'text_pairs')
   c.data.pairs = 'icd10_translation'
@@ -40,7 +45,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.num_steps = 1_000            # 2.4 passes over the 27,142 training pairs
   c.log_every = 100
   c.checkpoint_every = 500
-  if arg == 'test':
+  if small == 'test':
     common.tiny_trainer(c)
     c.data.languages = ('es',)
     c.data.vocab_size = 512
@@ -49,5 +54,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.evals.val.every = 0
     c.evals.test.num = 6
     c.evals.test.beam = 2
+  if (arg or '').endswith('seq2seq'):
+    c.model.name = 'encoder_decoder'
+    c.model.encoder_depth = c.model.depth
+    c.data.layout = 'encoder_decoder'   # source: the English title; decoder: " Spanish:" + translation
+    c.data.seq_len = c.data.target_len + 4          # room for the cue (a longer one is refused by name)
+    c.model.max_len = max(c.data.prompt_len, c.data.seq_len)
   c.evals.test.every = c.num_steps   # once, at the end
   return c

@@ -108,7 +108,8 @@ def test_pair_rows_learn_the_impression_only_and_prompts_are_left_padded():
   assert impression.startswith(tok.decode(learned[learned != tokenizer.EOS]).strip())
   assert tok.decode(rows['tokens'][0][:np.flatnonzero(mask)[0] + 1]).startswith('FINDINGS:')
   assert tok.decode(rows['tokens'][0][:np.flatnonzero(mask)[0] + 1]).endswith('IMPRESSION:')
-  prompts, start, refs, keys = data.prompts('validation')
+  inputs, refs, keys = data.prompts('validation')
+  prompts, start = inputs['prompt'], inputs['start']
   assert prompts.shape[1] == c.data.prompt_len and refs[0] == impression and keys[0] == 'report'
   assert (prompts[0, :start[0]] == tokenizer.PAD).all() and tok.decode(prompts[0, start[0]:]).endswith('IMPRESSION:')
   with pytest.raises(ValueError, match='prompt_len \\+ target_len'):

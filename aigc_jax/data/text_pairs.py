@@ -1,5 +1,5 @@
-"""Source → target text pairs for a causal language model trained as a conditional generator (registered as
-'text_pairs'): the IU chest X-ray reports' FINDINGS → IMPRESSION (aigc_jax/text/reports.py), or ICD-10 titles
+"""Source → target text pairs for a conditional generator, a causal language model or an encoder-decoder
+(registered as 'text_pairs'): the IU chest X-ray reports' FINDINGS → IMPRESSION (aigc_jax/text/reports.py), or ICD-10 titles
 English → other languages (aigc_jax/text/translation.py).
 
   config.data.name = 'text_pairs'
@@ -8,15 +8,23 @@ English → other languages (aigc_jax/text/translation.py).
   config.data.prompt_len = 96      # source tokens kept (the start of the findings; 99% fit a BPE of 4,096)
   config.data.target_len = 32      # target tokens kept, [EOS] included
   config.data.seq_len = prompt_len + target_len
+  config.data.layout = 'decoder'   # or 'encoder_decoder' (config.model.name = 'encoder_decoder')
 
 A training row is the prompt "FINDINGS: <findings> IMPRESSION:" — the layout of the IU documents the language
 models pretrain on, so a pretrained model already continues it with an impression — followed by " <impression>"
 and [EOS], right-padded (segment 0). For translation the prompt is "English: <title> Spanish:" (the target
 language named last acts as the target-language token of a multilingual model). A source longer than
-prompt_len keeps its start and the closing cue ("IMPRESSION:", "Spanish:"), which the target must follow. 'loss_mask' marks the positions whose next token belongs to the target,
-so only the impression is learned (tasks/language_model.py). For generation, `prompts(split)` gives the
-prompts left-padded to prompt_len with each row's first real slot (models/decoding.py's `start`), and the
-reference impressions.
+prompt_len keeps its start and the closing cue ("IMPRESSION:", "Spanish:"), which the target must follow.
+'loss_mask' marks the positions whose next token belongs to the target, so only the impression is learned
+(tasks/language_model.py). For generation, `inputs(pairs)` gives the prompts left-padded to prompt_len with
+each row's first real slot (models/decoding.py's `start`); `prompts(split)` those of a split with the
+reference targets; `decode` turns generated tokens back into text.
+
+With layout 'encoder_decoder' the source ("English: <title>", "FINDINGS: <findings>"; its first prompt_len
+tokens) is its own row, 'source' / 'source_segment' [N, prompt_len], for the encoder, and the decoder's row
+[N, seq_len] is the cue (" Spanish:", " IMPRESSION:": the target-language token of a multilingual model),
+the target and [EOS]: seq_len = target_len + room for the longest cue (checked). Generation inputs then hold
+the encoder's rows too, and the prompts are the cues alone.
 
 The tokenizer follows `text.resolve_tokenizer` (a pretraining run's, when fine-tuning; else one trained on
 the training pairs).
@@ -34,8 +42,15 @@ from aigc_jax.text import tokenizer as tokenizer_lib
 from aigc_jax.text import translation
 
 PAIRS = ('iu_findings_impression', 'icd10_translation')
+LAYOUTS = ('decoder', 'encoder_decoder')
 KEYS = text.KEYS + ('loss_mask',)
+SOURCE_KEYS = ('source', 'source_segment')
 Example = tuple[str, str, str, str]   # (source text, closing cue, target, key: 'report' or the language)
+
+
+def translation_example(english: str, lang: str, target: str = '') -> Example:
+  """An English text to translate into `lang` (a key of translation.LANGUAGES), as the translators read it."""
+  return (f'English: {english}', f' {translation.LANGUAGES[lang][1]}:', target, lang)
 
 
 def examples(config: ml_collections.ConfigDict) -> dict[str, list[Example]]:
@@ -49,9 +64,8 @@ def examples(config: ml_collections.ConfigDict) -> dict[str, list[Example]]:
       raise ValueError(f'config.data.languages={languages!r}: name one or more of {sorted(translation.LANGUAGES)}.')
     out = {s: [] for s in corpora.SPLITS}
     for lang in languages:
-      name = translation.LANGUAGES[lang][1]
       for s, v in translation.icd10_pairs(lang, config.val_fraction, config.test_fraction).items():
-        out[s] += [(f'English: {en}', f' {name}:', tr, lang) for en, tr in v]
+        out[s] += [translation_example(en, lang, tr) for en, tr in v]
     return out
   raise ValueError(f'config.data.pairs={config.pairs!r}; choose one of {PAIRS}.')
 
@@ -59,7 +73,14 @@ def examples(config: ml_collections.ConfigDict) -> dict[str, list[Example]]:
 class TextPairs:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | None = None):
-    if config.seq_len != config.prompt_len + config.target_len:
+    self.layout = config.get('layout', 'decoder')
+    if self.layout not in LAYOUTS:
+      raise ValueError(f'config.data.layout={self.layout!r}; choose one of {LAYOUTS}.')
+    self.seq2seq = self.layout == 'encoder_decoder'
+    if self.seq2seq and config.seq_len <= config.target_len:
+      raise ValueError(f'config.data.seq_len={config.seq_len} (the decoder\'s row) must leave room for the cue '
+                       f'before the target_len={config.target_len} target tokens.')
+    if not self.seq2seq and config.seq_len != config.prompt_len + config.target_len:
       raise ValueError(f'config.data.seq_len={config.seq_len} must be prompt_len + target_len = '
                        f'{config.prompt_len + config.target_len}.')
     self.config = config
@@ -68,50 +89,97 @@ class TextPairs:
         config, workdir, lambda: [f'{s}{c} {t}' for s, c, t, _ in self.splits['train']])
     self._rows, self._prompts = {}, {}
 
-  def _encode(self, split: str) -> tuple[list[list[int]], list[list[int]]]:
-    pairs = self.splits[split]
-    if not pairs:
-      raise ValueError(f'config.data.pairs={self.config.pairs!r} has no {split} pairs: raise '
-                       'config.data.val_fraction / test_fraction.')
+  def _encode(self, pairs: list[Example]) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
+    """(prompts, targets, truncated [N] bool) token lists: for the decoder layout, the source's start and
+    its cue; for encoder_decoder, the cues (the source is `_sources`)."""
     bodies = self.tokenizer.encode([s for s, _, _, _ in pairs])
     cues = self.tokenizer.encode([c for _, c, _, _ in pairs])
     targets = self.tokenizer.encode([' ' + t for _, _, t, _ in pairs])
-    cut = self.config.prompt_len
-    sources = [b[:cut - len(c)] + c for b, c in zip(bodies, cues)]
     targets = [(t + [tokenizer_lib.EOS])[:self.config.target_len] for t in targets]
-    return sources, targets
+    if self.seq2seq:
+      room = self.config.seq_len - self.config.target_len
+      if max(map(len, cues)) > room:
+        raise ValueError(f'config.data.seq_len={self.config.seq_len}: a cue of {max(map(len, cues))} tokens does not fit '
+                         f'before target_len={self.config.target_len}; raise seq_len.')
+      return cues, targets, np.array([len(b) > self.config.prompt_len for b in bodies])
+    cut = self.config.prompt_len
+    return ([b[:cut - len(c)] + c for b, c in zip(bodies, cues)], targets,
+            np.array([len(b) + len(c) > cut for b, c in zip(bodies, cues)]))
+
+  def _sources(self, pairs: list[Example]) -> dict[str, np.ndarray]:
+    """The encoder's rows (encoder_decoder): {'source', 'source_segment'} [N, prompt_len], the first
+    prompt_len tokens of each source, right-padded."""
+    bodies = self.tokenizer.encode([s for s, _, _, _ in pairs])
+    out = {k: np.zeros((len(bodies), self.config.prompt_len), np.int32) for k in SOURCE_KEYS}
+    for i, b in enumerate(bodies):
+      b = b[:self.config.prompt_len]
+      out['source'][i, :len(b)] = b
+      out['source_segment'][i, :len(b)] = 1
+    return out
+
+  def _pairs(self, split: str) -> list[Example]:
+    if not self.splits[split]:
+      raise ValueError(f'config.data.pairs={self.config.pairs!r} has no {split} pairs: raise '
+                       'config.data.val_fraction / test_fraction.')
+    return self.splits[split]
+
   def rows(self, split: str) -> dict[str, np.ndarray]:
-    """{'tokens', 'segment_ids', 'positions', 'loss_mask'} [N, seq_len]: prompt, then target, then padding."""
+    """{'tokens', 'segment_ids', 'positions', 'loss_mask'} [N, seq_len]: prompt, then target, then padding
+    (and the encoder's 'source', 'source_segment' [N, prompt_len] for encoder_decoder)."""
     if split not in self._rows:
-      sources, targets = self._encode(split)
-      n, length = len(sources), self.config.seq_len
+      pairs = self._pairs(split)
+      prompts, targets, _ = self._encode(pairs)
+      n, length = len(prompts), self.config.seq_len
       out = {k: np.zeros((n, length), np.float32 if k == 'loss_mask' else np.int32) for k in KEYS}
-      for i, (s, t) in enumerate(zip(sources, targets)):
+      for i, (s, t) in enumerate(zip(prompts, targets)):
         ids = s + t
         out['tokens'][i, :len(ids)] = ids
         out['segment_ids'][i, :len(ids)] = 1
         out['loss_mask'][i, len(s) - 1:len(ids) - 1] = 1.0   # position j predicts token j + 1
       out['positions'][:] = np.arange(length, dtype=np.int32)
+      if self.seq2seq:
+        out.update(self._sources(pairs))
       self._rows[split] = out
     return self._rows[split]
 
-  def prompts(self, split: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
-    """(prompts [N, prompt_len] left-padded with [PAD], start [N] (the first real slot), reference targets,
-    keys: 'report' or each pair's target language)."""
+  def inputs(self, pairs: list[Example]) -> dict[str, np.ndarray]:
+    """What `task.generate` needs to write the targets of `pairs` (their targets are not read):
+    'prompt' [N, P] left-padded with [PAD] and 'start' [N] (each row's first real slot), plus 'source' and
+    'source_segment' [N, prompt_len] for encoder_decoder, whose prompts are the cues (P: seq_len -
+    target_len; else prompt_len); 'truncated' [N]: the source was cut to fit."""
+    prompts, _, truncated = self._encode(pairs)
+    width = self.config.seq_len - self.config.target_len if self.seq2seq else self.config.prompt_len
+    out = {'prompt': np.full((len(prompts), width), tokenizer_lib.PAD, np.int32),
+           'start': np.zeros(len(prompts), np.int32), 'truncated': truncated}
+    for i, s in enumerate(prompts):
+      out['start'][i] = width - len(s)
+      out['prompt'][i, out['start'][i]:] = s
+    if self.seq2seq:
+      out.update(self._sources(pairs))
+    return out
+
+  def prompts(self, split: str) -> tuple[dict[str, np.ndarray], list[str], list[str]]:
+    """(`inputs` of the pairs of `split`, their reference targets, their keys: 'report' or each pair's target
+    language)."""
     if split not in self._prompts:
-      sources, _ = self._encode(split)
-      tokens = np.full((len(sources), self.config.prompt_len), tokenizer_lib.PAD, np.int32)
-      start = np.zeros(len(sources), np.int32)
-      for i, s in enumerate(sources):
-        start[i] = self.config.prompt_len - len(s)
-        tokens[i, start[i]:] = s
-      self._prompts[split] = (tokens, start, [t for _, _, t, _ in self.splits[split]],
-                              [k for _, _, _, k in self.splits[split]])
+      pairs = self._pairs(split)
+      self._prompts[split] = (self.inputs(pairs), [t for _, _, t, _ in pairs], [k for _, _, _, k in pairs])
     return self._prompts[split]
 
+  def decode(self, rows: np.ndarray) -> list[str]:
+    """Generated token rows [N, L] → texts, each up to its first [EOS]."""
+    out = []
+    for row in np.asarray(rows):
+      stop = np.flatnonzero(row == tokenizer_lib.EOS)
+      out.append(self.tokenizer.decode(row[:stop[0]] if len(stop) else row).strip())
+    return out
+
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
-    return {k: jax.ShapeDtypeStruct((batch_size, self.config.seq_len), np.float32 if k == 'loss_mask' else np.int32)
+    spec = {k: jax.ShapeDtypeStruct((batch_size, self.config.seq_len), np.float32 if k == 'loss_mask' else np.int32)
             for k in KEYS}
+    if self.seq2seq:
+      spec.update({k: jax.ShapeDtypeStruct((batch_size, self.config.prompt_len), np.int32) for k in SOURCE_KEYS})
+    return spec
 
   def make_dataset(self, *, batch_size: int, process_index: int, process_count: int):
     ds = serving.stream(serving.Rows(self.rows(self.config.split)), self.config)

@@ -1,4 +1,4 @@
-"""Evaluators of a causal language model trained on 'text_pairs': it writes the target of every held-out pair,
+"""Evaluators of a causal language model or an encoder-decoder trained on 'text_pairs': it writes the target of every held-out pair,
 and the targets are scored as their field scores them.
 
   config.evals.test = evaluator('report', every=…, split='test', beam=4, length_penalty=0.6, batch=32, num=0)
@@ -8,7 +8,7 @@ and the targets are scored as their field scores them.
       ICD-10 titles: sacrebleu BLEU and chrF per target language (signatures logged) and their means.
 
 Greedy decoding with beam=0, else beam search (models/decoding.py), jitted once with the KV cache; prompts of
-unequal length are left-padded. num > 0 scores the first num pairs only (monitoring while training). The
+unequal length are left-padded; an encoder-decoder gets each pair's source and decodes from its cue. num > 0 scores the first num pairs only (monitoring while training). The
 generated targets are written beside the references as text.
 """
 
@@ -22,8 +22,25 @@ from aigc_jax.core import evaluation
 from aigc_jax.core import reporting
 from aigc_jax.data import text_pairs
 from aigc_jax.text import report_metrics
-from aigc_jax.text import tokenizer as tokenizer_lib
 from aigc_jax.text import translation
+
+
+def write(generate, params, data: text_pairs.TextPairs, inputs: dict[str, np.ndarray], batch: int,
+          gather=np.asarray) -> list[str]:
+  """The texts `generate` (a jitted `task.generate` with its decoding settings bound) writes for
+  `data.inputs(…)`, `batch` rows per call; the last call is filled up with repeats of its first row, so
+  it compiles once. `gather`: the evaluation context's, when several processes hold parts of the output."""
+  inputs = {k: v for k, v in inputs.items() if k != 'truncated'}
+  n = len(inputs['prompt'])
+  b, out = min(batch, n), []
+  for i in range(0, n, b):
+    chunk = {k: v[i:i + b] for k, v in inputs.items()}
+    short = b - len(chunk['prompt'])
+    if short:
+      chunk = {k: np.concatenate([v, np.repeat(v[:1], short, 0)]) for k, v in chunk.items()}
+    prompt = chunk.pop('prompt')
+    out += data.decode(np.asarray(gather(generate(params, prompt, jax.random.key(0), **chunk)))[:b - short])
+  return out
 
 
 class PairGeneration(evaluation.Evaluator):
@@ -49,21 +66,11 @@ class PairGeneration(evaluation.Evaluator):
   def generate(self, params, split: str, ctx: evaluation.Context, num: int = 0
                ) -> tuple[list[str], list[str], list[str]]:
     """(generated, reference, key) of the first `num` pairs of `split` (0: all)."""
-    prompts, start, references, keys = self.data.prompts(split)
+    inputs, references, keys = self.data.prompts(split)
     if num:
-      prompts, start, references, keys = prompts[:num], start[:num], references[:num], keys[:num]
-    n, b = len(prompts), min(int(self.cfg.batch), len(prompts))
-    tok, out = self.data.tokenizer, []
-    for i in range(0, n, b):
-      p, s = prompts[i:i + b], start[i:i + b]
-      short = b - len(p)
-      if short:  # one compile: repeat the first row into the last batch's empty places
-        p, s = np.concatenate([p, np.repeat(p[:1], short, 0)]), np.concatenate([s, np.repeat(s[:1], short)])
-      new = np.asarray(ctx.gather(self._generate(params, p, jax.random.key(0), start=s)))[:b - short]
-      for row in new:
-        stop = np.flatnonzero(row == tokenizer_lib.EOS)
-        out.append(tok.decode(row[:stop[0]] if len(stop) else row).strip())
-    return out, list(references), list(keys)
+      inputs, references, keys = {k: v[:num] for k, v in inputs.items()}, references[:num], keys[:num]
+    return write(self._generate, params, self.data, inputs, int(self.cfg.batch), ctx.gather), list(references), \
+        list(keys)
 
   def score(self, references: list[str], generated: list[str], keys: list[str]) -> dict[str, float]:
     raise NotImplementedError
