@@ -63,7 +63,8 @@ def risk(config) -> dict:
 
 
 def report(config) -> dict:
-  if config.data.pairs == 'icd10_translation':
+  from aigc_jax.text import translation  # pylint: disable=g-import-not-at-top
+  if translation.is_translation(config.data.pairs):
     return translate(config)
   from aigc_jax.text import findings  # pylint: disable=g-import-not-at-top
   from aigc_jax.text import report_metrics  # pylint: disable=g-import-not-at-top
@@ -87,7 +88,8 @@ def translate(config) -> dict:
   from aigc_jax.text import translation  # pylint: disable=g-import-not-at-top
   out = {'pairs': config.data.pairs}
   for lang in config.data.languages:
-    pairs = translation.icd10_pairs(lang, config.data.val_fraction, config.data.test_fraction)
+    pairs = translation.pairs(config.data.pairs, lang, config.data.val_fraction, config.data.test_fraction,
+                              config.data.get('data_dir', ''))
     sources, references = [s for s, _ in pairs['test']], [t for _, t in pairs['test']]
     out[lang] = {'documents': {s: len(v) for s, v in pairs.items()},
                  'copy_source': translation.scores(references, sources, lang),

@@ -4,10 +4,15 @@ r"""Writes users' own text (notes, reports) as a de-identified TFDS ArrayRecord 
       [--text_field=text] [--labels_field=codes] [--group=field:patient_id] \
       [--identifier_fields=patient_name,mrn] [--names_file=names.txt] [--deid_patterns=patterns.json] \
       [--path_identifiers] [--unit=file|line] [--val_fraction=0.05 --test_fraction=0.05] [--salt=SECRET]
+  python -m aigc_jax.prepare_text --input=pairs.tsv --output=/path/to/tfds --name=my_pairs \
+      --text_field=english --target_field=spanish --language=es     # parallel text (or --language_field=lang)
 
 Pretrain on it with `--config.data.corpora='("tfds:my_notes",)' --config.data.data_dir=/path/to/tfds`
 (configs/lm_gpt.py, lm_bert.py); code it with `--config.data.task=tfds:my_notes --config.data.data_dir=...`
-(configs/text_coding.py, with --labels_field given here).
+(configs/text_coding.py, with --labels_field given here); train a translator on parallel text with
+`--config.data.pairs=tfds:my_pairs --config.data.data_dir=/path/to/tfds --config.data.languages='("es",)'`
+(configs/translate_text.py; add --config.init_from=RUN --config.data.tokenizer=RUN to fine-tune a trained
+translator RUN).
 
 Formats, grouping and what is written: aigc_jax/data/text_prepare.py; the de-identification (dates, names, IDs,
 phones, e-mails, ages over 89, your own names and patterns): aigc_jax/text/deid.py. The report
@@ -27,11 +32,15 @@ from aigc_jax.text import deid
 from aigc_jax.data import text_prepare
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('input', None, 'A .txt/.jsonl/.csv file or a folder of them (searched recursively).')
+flags.DEFINE_string('input', None, 'A .txt/.jsonl/.csv/.tsv file or a folder of them (searched recursively).')
 flags.DEFINE_string('output', None, 'TFDS data_dir to write into (the dataset goes to OUTPUT/NAME/1.0.0).')
 flags.DEFINE_string('name', None, 'Dataset name (snake_case); use it as tfds:NAME in the configs.')
 flags.DEFINE_string('text_field', 'text', '.jsonl key / .csv column holding the document.')
 flags.DEFINE_string('labels_field', '', '.jsonl key / .csv column holding its codes (list, or ";"-separated).')
+flags.DEFINE_string('target_field', '', 'Parallel text: the .jsonl key / .csv/.tsv column holding the translation of '
+                    'the text_field.')
+flags.DEFINE_string('language_field', '', 'Parallel text: the field naming each pair\'s target language (es, de, …).')
+flags.DEFINE_string('language', '', 'Parallel text: the target language of every pair (without --language_field).')
 flags.DEFINE_list('identifier_fields', [], 'Fields whose values (names, record numbers) are scrubbed from that '
                   "document's text; never written.")
 flags.DEFINE_string('group', 'document', 'What a split keeps together: document, file, folder or field:NAME.')
@@ -77,7 +86,8 @@ def main(argv):
   try:
     opts = text_prepare.Options(text_field=FLAGS.text_field, labels_field=FLAGS.labels_field,
                           identifier_fields=tuple(FLAGS.identifier_fields), group=FLAGS.group, unit=FLAGS.unit,
-                          path_identifiers=FLAGS.path_identifiers)
+                          path_identifiers=FLAGS.path_identifiers, target_field=FLAGS.target_field,
+                          language_field=FLAGS.language_field, language=FLAGS.language)
     report = text_prepare.prepare(input_path=FLAGS.input, output=FLAGS.output, name=FLAGS.name, opts=opts,
                             scrubber=_scrubber(), val_fraction=FLAGS.val_fraction,
                             test_fraction=FLAGS.test_fraction, salt=FLAGS.salt, report_paths=FLAGS.report_paths)

@@ -1,14 +1,20 @@
 r"""Medical translation: ICD-10 titles from English into Spanish, German and French, one model for all three,
 trained from scratch on GNU Health's ICD-10 catalogues (aigc_jax/text/translation.py), split by ICD-10 block.
 
-  python -m aigc_jax.main --config=configs/translate_text.py:runlocal_seq2seq --workdir=runs/translate_s2s
   python -m aigc_jax.main --config=configs/translate_text.py:runlocal --workdir=runs/translate
+  python -m aigc_jax.main --config=configs/translate_text.py:runlocal_seq2seq --workdir=runs/translate_s2s
   python -m aigc_jax.baseline --config=configs/translate_text.py:runlocal   # copy / translation memory
-  python -m aigc_jax.translate --workdir=runs/translate_s2s --to=es < titles.txt
+  python -m aigc_jax.translate --workdir=runs/translate --to=es < titles.txt
 
-`*_seq2seq`: the encoder-decoder (models/transformer.py's EncoderDecoder): the encoder reads "English:
-<title>", the decoder starts from the target language's cue (" Spanish:") and cross-attends to it. Without
-the suffix: one causal transformer reading "English: <title> Spanish:" and continuing it.
+ICD-11 into Spanish: --config.data.pairs=icd11_translation --config.data.languages='("es",)'. Your own parallel
+text, prepared by python -m aigc_jax.prepare_text --target_field=...: --config.data.pairs=tfds:NAME
+--config.data.data_dir=DIR --config.data.languages='("es",)' (add --config.init_from=runs/translate
+--config.data.tokenizer=runs/translate to fine-tune a trained translator, with its tokenizer).
+
+Without a suffix: one causal transformer reading "English: <title> Spanish:" and continuing it (the better
+of the two at this budget: docs/reports.md). `*_seq2seq`: the encoder-decoder (models/transformer.py's
+EncoderDecoder): the encoder reads "English: <title>", the decoder starts from the target language's cue
+(" Spanish:") and cross-attends to it.
 
 `test` translates every held-out title of every language by beam search at the end: sacrebleu BLEU and chrF
 per language (aigc_jax/evals/generation.py). `--config.data.languages='("es","de","fr","pt","vi","el","zh","ja")'`

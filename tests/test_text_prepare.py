@@ -1,6 +1,6 @@
 """Users' own text: the de-identification patterns, the prepare command with identifiers planted wherever
-they can hide (text, folder names, fields, labels, the group, logs), splits by group, and the language-model
-and coding sources reading the prepared dataset."""
+they can hide (text, folder names, fields, labels, the group, logs), splits by group, the language-model
+and coding sources reading the prepared dataset, and parallel text for the translators."""
 
 import json
 import os
@@ -13,8 +13,11 @@ import pytest
 from aigc_jax.data import text
 from aigc_jax.text import deid
 from aigc_jax.data import text_prepare
+from aigc_jax import registry
+from aigc_jax.data import text_pairs
 from configs import lm_gpt
 from configs import text_coding
+from configs import translate_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -162,3 +165,43 @@ def test_coding_and_pretraining_read_a_prepared_dataset(tmp_path):
   c.task = 'tfds:absent'
   with pytest.raises(FileNotFoundError, match='prepare'):
     text.LabelledText(c)
+
+
+def test_parallel_text_is_prepared_de_identified_and_read_by_the_translators(tmp_path):
+  """A .tsv of English → Spanish / German pairs with identifiers planted on both sides and in a field: none is
+  written; the pairs come back per language and split, and the translation config trains on them."""
+  rows = ['english\ttranslation\tlang\tpatient\tmrn']
+  for i in range(40):
+    lang = 'es' if i % 4 else 'de'
+    rows.append(f'Acute bronchitis, case {i}, Dr. Ignatius Reilly\tBronquitis aguda, caso {i}, Dr. Ignatius Reilly\t'
+                f'{lang}\tPID-{i % 10}\tQX-99-7781')
+  rows.append('Chest pain reported by (617) 555-0199\t\tes\tPID-1\tQX-99-7781')    # no translation: skipped
+  (tmp_path / 'pairs.tsv').write_text('\n'.join(rows) + '\n')
+  (tmp_path / 'names.txt').write_text('')
+  run = subprocess.run(
+      [sys.executable, '-m', 'aigc_jax.prepare_text', f'--input={tmp_path / "pairs.tsv"}',
+       f'--output={tmp_path / "out"}', '--name=pairs', '--text_field=english', '--target_field=translation',
+       '--language_field=lang', '--identifier_fields=mrn', '--group=field:patient', '--salt=secretsalt',
+       '--val_fraction=0.2', '--test_fraction=0.2'], capture_output=True, text=True, cwd=ROOT)
+  assert run.returncode == 0, run.stderr[-2000:]
+  out = tmp_path / 'out'
+  blobs = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob('*') if p.is_file()}
+  blobs['stdout+stderr'] = (run.stdout + run.stderr).encode()
+  assert not _leaks(blobs)
+  report = json.loads((out / 'pairs' / '1.0.0' / text_prepare.REPORT).read_text())
+  assert sum(report['languages']['es'].values()) == 30 and sum(report['languages']['de'].values()) == 10
+  assert [s['line'] for s in report['skipped']] == [42]
+  es = text_prepare.load_pairs('pairs', str(out), 'es')
+  assert sum(map(len, es.values())) == 30 and all(len(v) for v in es.values())
+  assert es['train'][0][0].startswith('Acute bronchitis, case') and 'Dr. [NAME]' in es['train'][0][1]
+  with pytest.raises(ValueError, match='holds pairs into de, es'):
+    text_prepare.load_pairs('pairs', str(out), 'fr')
+  c = translate_text.get_config('test_seq2seq')
+  c.data.pairs, c.data.data_dir, c.data.languages = 'tfds:pairs', str(out), ('es', 'de')
+  data = text_pairs.TextPairs(c.data, None)
+  assert {k for *_, k in data.splits['train']} == {'es', 'de'}
+  assert data.splits['train'][0][1] in (' Spanish:', ' German:')
+  task = registry.build_task(c)
+  assert set(registry.build_evaluators(c, task, data)) >= {'test'}   # the translation scores accept the pairs
+  with pytest.raises(ValueError, match='name the target language'):
+    text_prepare.Options(target_field='translation')

@@ -1,4 +1,5 @@
-"""Medical translation data: the gettext reader, the pair filter, the split by ICD-10 block, sacrebleu's scores,
+"""Medical translation data: the gettext reader, the pair filter, the split by ICD-10 block and by ICD-11 stem,
+sacrebleu's scores,
 the translation-memory baseline, the baseline command and a test-size translator run."""
 
 import json
@@ -71,6 +72,23 @@ def test_whole_icd10_blocks_are_held_out():
     sides.setdefault((en, tr), set()).add(side_of(b))
   assert all('train' in sides[p] for p in pairs['train'])
   assert ('Cholera', 'Cólera') in sum(pairs.values(), [])
+
+
+def test_icd11_pairs_hold_out_the_stems_the_pretraining_corpus_holds_out():
+  entries = translation.icd11_entries()
+  assert 30_000 < len(entries) < 32_000                   # 31,094 of 33,110 codes are translated and kept
+  groups = {d.id[len('icd11:'):]: d.group for d in corpora.icd11()}
+  assert all(groups[code.replace('-', '.')] == g for code, _, _, g in entries)
+  pairs = translation.icd11_pairs('es', 0.05, 0.1)
+  train = {en.lower() for en, _ in pairs['train']}
+  assert pairs['test'] and not {en.lower() for en, _ in pairs['test']} & train
+  held = set(pairs['test'])
+  assert all(corpora.split_of(g, 0.05, 0.1) == 'test' for _, en, tr, g in entries if (en, tr) in held)
+  assert translation.pairs('icd11_translation', 'es', 0.05, 0.1) == pairs
+  with pytest.raises(ValueError, match='ships es only'):
+    translation.icd11_pairs('de', 0.05, 0.1)
+  with pytest.raises(ValueError, match='tfds:NAME'):
+    translation.pairs('icd12', 'es', 0.05, 0.1)
 
 
 def test_scores_are_sacrebleus_own():

@@ -1,10 +1,11 @@
 """Source → target text pairs for a conditional generator, a causal language model or an encoder-decoder
-(registered as 'text_pairs'): the IU chest X-ray reports' FINDINGS → IMPRESSION (aigc_jax/text/reports.py), or ICD-10 titles
-English → other languages (aigc_jax/text/translation.py).
+(registered as 'text_pairs'): the IU chest X-ray reports' FINDINGS → IMPRESSION (aigc_jax/text/reports.py), or
+ICD-10 / ICD-11 titles, or a user's parallel text (prepared: tfds:NAME with config.data.data_dir), English →
+other languages (aigc_jax/text/translation.py).
 
   config.data.name = 'text_pairs'
-  config.data.pairs = 'iu_findings_impression'     # or 'icd10_translation'
-  config.data.languages = ('es', 'de', 'fr')       # icd10_translation: the target languages, one model
+  config.data.pairs = 'iu_findings_impression'     # or 'icd10_translation', 'icd11_translation', 'tfds:NAME'
+  config.data.languages = ('es', 'de', 'fr')       # translation: the target languages, one model
   config.data.prompt_len = 96      # source tokens kept (the start of the findings; 99% fit a BPE of 4,096)
   config.data.target_len = 32      # target tokens kept, [EOS] included
   config.data.seq_len = prompt_len + target_len
@@ -41,7 +42,7 @@ from aigc_jax.text import reports
 from aigc_jax.text import tokenizer as tokenizer_lib
 from aigc_jax.text import translation
 
-PAIRS = ('iu_findings_impression', 'icd10_translation')
+PAIRS = ('iu_findings_impression',) + translation.CORPORA
 LAYOUTS = ('decoder', 'encoder_decoder')
 KEYS = text.KEYS + ('loss_mask',)
 SOURCE_KEYS = ('source', 'source_segment')
@@ -49,8 +50,8 @@ Example = tuple[str, str, str, str]   # (source text, closing cue, target, key: 
 
 
 def translation_example(english: str, lang: str, target: str = '') -> Example:
-  """An English text to translate into `lang` (a key of translation.LANGUAGES), as the translators read it."""
-  return (f'English: {english}', f' {translation.LANGUAGES[lang][1]}:', target, lang)
+  """An English text to translate into `lang` (a language code), as the translators read it."""
+  return (f'English: {english}', f' {translation.language_name(lang)}:', target, lang)
 
 
 def examples(config: ml_collections.ConfigDict) -> dict[str, list[Example]]:
@@ -58,16 +59,20 @@ def examples(config: ml_collections.ConfigDict) -> dict[str, list[Example]]:
   if config.pairs == 'iu_findings_impression':
     return {s: [(f'FINDINGS: {f}', ' IMPRESSION:', i, 'report') for f, i, _ in v] for s, v in
             reports.iu_findings_impression(config.val_fraction, config.test_fraction).items()}
-  if config.pairs == 'icd10_translation':
+  if translation.is_translation(config.pairs):
     languages = tuple(config.get('languages') or ())
-    if not languages or set(languages) - set(translation.LANGUAGES):
-      raise ValueError(f'config.data.languages={languages!r}: name one or more of {sorted(translation.LANGUAGES)}.')
+    offered = {'icd10_translation': translation.LANGUAGES, 'icd11_translation': translation.ICD11_LANGUAGES}
+    if not languages or set(languages) - set(offered.get(config.pairs, languages)):
+      known = sorted(offered.get(config.pairs, ['the languages of the prepared pairs']))
+      raise ValueError(f'config.data.languages={languages!r}: name one or more of {known}.')
     out = {s: [] for s in corpora.SPLITS}
     for lang in languages:
-      for s, v in translation.icd10_pairs(lang, config.val_fraction, config.test_fraction).items():
+      for s, v in translation.pairs(config.pairs, lang, config.val_fraction, config.test_fraction,
+                                    config.get('data_dir', '')).items():
         out[s] += [translation_example(en, lang, tr) for en, tr in v]
     return out
-  raise ValueError(f'config.data.pairs={config.pairs!r}; choose one of {PAIRS}.')
+  raise ValueError(f'config.data.pairs={config.pairs!r}; choose one of {PAIRS}, or tfds:NAME (parallel text '
+                   'prepared by python -m aigc_jax.prepare_text --target_field=...).')
 
 
 class TextPairs:

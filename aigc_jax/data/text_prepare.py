@@ -5,7 +5,14 @@ Input: a file or a folder (searched recursively, files in sorted path order) of
   .jsonl  one JSON object per line: the document in `text_field`, optional codes in `labels_field` (a list,
           or one string split at ';' or '|'), optional identifier fields
   .csv    one row per document, columns named as for .jsonl (a header row is required)
+  .tsv    the same, tab-separated
 Other files are skipped and counted.
+
+Parallel text (for translation, configs/translate_text.py with config.data.pairs='tfds:NAME'): with
+`target_field` each record is a pair, the source in `text_field` and its translation in `target_field`, into
+the language in `language_field` (a code: es, de, …) or, without one, `language` for every pair; .txt files
+hold no pairs and are skipped. The target is de-identified like the source; 'target' and 'language' are
+written beside 'text'.
 
 Every document is de-identified (aigc_jax/text/deid.py) with the values of its `identifier_fields` as known
 identifiers (and, with `path_identifiers`, the words of its folder and file names: folders are often named
@@ -33,7 +40,7 @@ from aigc_jax.data import records
 from aigc_jax.text import corpora
 from aigc_jax.text import deid
 
-FORMATS = ('.txt', '.jsonl', '.csv')
+FORMATS = ('.txt', '.jsonl', '.csv', '.tsv')
 UNITS = ('file', 'line')
 REPORT = 'prepare_report.json'
 
@@ -46,8 +53,14 @@ class Options:
   group: str = 'document'          # 'document' | 'file' | 'folder' | 'field:NAME'
   unit: str = 'file'               # .txt: one document per file or per line
   path_identifiers: bool = False   # the words of a file's folder and file names are its known identifiers
+  target_field: str = ''           # parallel text: the translation's field
+  language_field: str = ''         # parallel text: the field naming each pair's target language
+  language: str = ''               # parallel text: the target language of every pair (no language_field)
 
   def __post_init__(self):
+    if self.target_field and not (self.language_field or self.language):
+      raise ValueError(f'--target_field={self.target_field}: name the target language, --language=es or '
+                       '--language_field=<field>.')
     if self.group not in ('document', 'file', 'folder') and not self.group.startswith('field:'):
       raise ValueError(f'--group={self.group!r}: use document, file, folder or field:NAME (e.g. field:patient_id).')
     if self.unit not in UNITS:
@@ -60,6 +73,8 @@ class _Record:
   labels: tuple[str, ...]
   known: tuple[str, ...]
   group: str
+  target: str = ''
+  language: str = ''
 
 
 def input_files(path: str) -> list[pathlib.Path]:
@@ -90,6 +105,16 @@ def _field_records(rows, opts: Options, file_key: str, folder_key: str, path_kno
     if not isinstance(text, str):
       skip(line, f'no text in field {opts.text_field!r} (--text_field)')
       continue
+    pair = {}
+    if opts.target_field:
+      target, lang = row.get(opts.target_field), row.get(opts.language_field) if opts.language_field else opts.language
+      if not isinstance(target, str) or not target.strip():
+        skip(line, f'no translation in field {opts.target_field!r} (--target_field)')
+        continue
+      if not isinstance(lang, str) or not lang.strip():
+        skip(line, f'no language in field {opts.language_field!r} (--language_field)')
+        continue
+      pair = {'target': target, 'language': lang.strip()}
     known = tuple(str(row[f]) for f in opts.identifier_fields if row.get(f) not in (None, '')) + path_known
     if opts.group.startswith('field:'):
       key = row.get(opts.group[6:])
@@ -99,7 +124,7 @@ def _field_records(rows, opts: Options, file_key: str, folder_key: str, path_kno
       group = f'field:{key}'
     else:
       group = {'file': file_key, 'folder': folder_key}.get(opts.group, f'{file_key}:{line}')
-    yield _Record(text, _labels(row.get(opts.labels_field)) if opts.labels_field else (), known, group)
+    yield _Record(text, _labels(row.get(opts.labels_field)) if opts.labels_field else (), known, group, **pair)
 
 
 def read(path: str, opts: Options, report_paths: bool = False):
@@ -125,6 +150,9 @@ def read(path: str, opts: Options, report_paths: bool = False):
     file_key, folder_key = f'file:{rel}', f'folder:{rel.parent}'
     path_known = tuple(p for p in (*rel.parent.parts, rel.stem) if p) if opts.path_identifiers else ()
     suffix = f.suffix.lower()
+    if suffix == '.txt' and opts.target_field:
+      skipped.append({**where, 'reason': 'a .txt file holds no pairs: write .jsonl, .csv or .tsv'})
+      continue
     if suffix == '.txt':
       docs = [(1, content)] if opts.unit == 'file' else \
           [(i + 1, line) for i, line in enumerate(content.splitlines()) if line.strip()]
@@ -141,7 +169,7 @@ def read(path: str, opts: Options, report_paths: bool = False):
           except json.JSONDecodeError as e:
             skip(i + 1, f'not JSON ({e.msg})')
     else:
-      reader = csv.DictReader(io.StringIO(content, newline=''))
+      reader = csv.DictReader(io.StringIO(content, newline=''), delimiter='\t' if suffix == '.tsv' else ',')
       if opts.text_field not in (reader.fieldnames or ()):
         skipped.append({**where, 'reason': f'no column {opts.text_field!r} (--text_field) in its header of '
                                            f'{len(reader.fieldnames or ())} columns'})
@@ -170,8 +198,12 @@ def prepare(*, input_path: str, output: str, name: str, opts: Options, scrubber:
       empty += 1
       continue
     labels = tuple(scrubber.scrub(label, r.known) for label in r.labels)
+    pair = (corpora.normalize_space(scrubber.scrub(r.target, r.known)), r.language) if opts.target_field else ()
+    if pair and not pair[0]:
+      empty += 1
+      continue
     digest = prepare_lib.patient_hash(r.group, salt)
-    splits[prepare_lib.assign_split(digest, val_fraction, test_fraction)].append((text, labels))
+    splits[prepare_lib.assign_split(digest, val_fraction, test_fraction)].append((text, labels) + pair)
   report = {'files_read': files_read, 'documents': {s: len(v) for s, v in splits.items()},
             'empty_documents': empty, 'skipped': skipped, 'replacements': dict(sorted(scrubber.counts.items())),
             'group': opts.group,
@@ -179,11 +211,18 @@ def prepare(*, input_path: str, output: str, name: str, opts: Options, scrubber:
   if not splits['train']:
     raise ValueError(f'--input={input_path}: no usable training document ({len(recs)} read, {len(skipped)} '
                      f'skipped: {_reasons(skipped)}). Check --text_field/--unit and the files.')
-  labels = sorted({c for _, ys in splits['train'] for c in ys})
+  labels = sorted({c for _, ys, *_ in splits['train'] for c in ys})
   tfds = records.tfds_api()
   features = {'text': tfds.features.Text(), 'labels': tfds.features.Text()}
   written = {s: (lambda v=v: ({'text': t, 'labels': '\n'.join(y)} for t, y in v)) for s, v in splits.items() if v}
   metadata = {'documents': report['documents'], 'training_labels': len(labels), 'kind': 'text'}
+  if opts.target_field:
+    features.update({'target': tfds.features.Text(), 'language': tfds.features.Text()})
+    written = {s: (lambda v=v: ({'text': t, 'labels': '\n'.join(y), 'target': g, 'language': lang}
+                                for t, y, g, lang in v)) for s, v in splits.items() if v}
+    languages = sorted({lang for v in splits.values() for *_, lang in v})
+    metadata.update(kind='pairs', languages=languages)
+    report['languages'] = {lang: {s: sum(r[-1] == lang for r in v) for s, v in splits.items()} for lang in languages}
   path = records.write(name, output, features, written, metadata,
                        description='De-identified text prepared by python -m aigc_jax.prepare_text')
   with open(os.path.join(path, REPORT), 'w') as f:
@@ -200,14 +239,7 @@ def _reasons(skipped) -> str:
 
 def load(name: str, data_dir: str, split: str) -> list[tuple[str, tuple[str, ...]]]:
   """[(text, labels)] of one split of a dataset written by `prepare` (empty when it has no such split)."""
-  if not data_dir:
-    raise ValueError(f'tfds:{name} needs config.data.data_dir: the --output given to python -m '
-                     'aigc_jax.prepare_text.')
-  try:
-    info = records.info(name, data_dir)
-  except FileNotFoundError:
-    raise FileNotFoundError(f'No prepared text tfds:{name} under data_dir={data_dir!r}: write it with python -m '
-                            f'aigc_jax.prepare_text --name={name} --output={data_dir} --input=...') from None
+  info = _info(name, data_dir)
   if 'text' not in info.features:
     raise ValueError(f'tfds:{name} under {data_dir} is not a text dataset (it has {sorted(info.features)}); '
                      'prepare text with python -m aigc_jax.prepare_text.')
@@ -220,6 +252,39 @@ def load(name: str, data_dir: str, split: str) -> list[tuple[str, tuple[str, ...
     labels = _decode(ex['labels'])
     out.append((_decode(ex['text']), tuple(labels.split('\n')) if labels else ()))
   return out
+
+
+def load_pairs(name: str, data_dir: str, lang: str) -> dict[str, list[tuple[str, str]]]:
+  """{split: [(source, translation into `lang`)]} of a parallel-text dataset written by `prepare`."""
+  info = _info(name, data_dir)
+  if 'target' not in info.features:
+    raise ValueError(f'tfds:{name} under {data_dir} holds no pairs (prepared without --target_field): prepare '
+                     'the parallel text with python -m aigc_jax.prepare_text --target_field=... --language=...')
+  languages = list(info.metadata.get('languages', ())) if info.metadata else []
+  if lang not in languages:
+    raise ValueError(f'config.data.languages names {lang!r}; tfds:{name} holds pairs into {", ".join(languages)}.')
+  out = {}
+  for split in corpora.SPLITS:
+    rows = []
+    if split in info.splits:
+      source = records.tfds_api().data_source(name, split=split, data_dir=os.path.abspath(data_dir), download=False)
+      for i in range(len(source)):
+        ex = source[i]
+        if _decode(ex['language']) == lang:
+          rows.append((_decode(ex['text']), _decode(ex['target'])))
+    out[split] = rows
+  return out
+
+
+def _info(name: str, data_dir: str):
+  if not data_dir:
+    raise ValueError(f'tfds:{name} needs config.data.data_dir: the --output given to python -m '
+                     'aigc_jax.prepare_text.')
+  try:
+    return records.info(name, data_dir)
+  except FileNotFoundError:
+    raise FileNotFoundError(f'No prepared text tfds:{name} under data_dir={data_dir!r}: write it with python -m '
+                            f'aigc_jax.prepare_text --name={name} --output={data_dir} --input=...') from None
 
 
 def _decode(value) -> str:

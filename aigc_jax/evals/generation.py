@@ -52,7 +52,7 @@ class PairGeneration(evaluation.Evaluator):
   def __init__(self, cfg, **kw):
     super().__init__(cfg, **kw)
     self.needs('generate')
-    if not isinstance(self.data, text_pairs.TextPairs) or self.config.data.pairs not in self.pairs:
+    if not isinstance(self.data, text_pairs.TextPairs) or not self.accepts(self.config.data.pairs):
       raise ValueError(f'config.evals.{self.name} (type {cfg.get("type")!r}) scores config.data.name="text_pairs" '
                        f'with pairs in {self.pairs}, not {self.config.data.name!r} / '
                        f'{self.config.data.get("pairs")!r}.')
@@ -62,6 +62,10 @@ class PairGeneration(evaluation.Evaluator):
         self.task.generate, num_new=int(self.config.data.target_len), temperature=0.0, beam=int(self.cfg.beam),
         length_penalty=float(self.cfg.length_penalty)))
     self._signed = False   # the sacrebleu signatures are logged once per run
+
+  def accepts(self, pairs: str) -> bool:
+    """Whether this evaluator scores config.data.pairs=`pairs`."""
+    return pairs in self.pairs
 
   def generate(self, params, split: str, ctx: evaluation.Context, num: int = 0
                ) -> tuple[list[str], list[str], list[str]]:
@@ -97,7 +101,10 @@ class ReportGeneration(PairGeneration):
 
 class Translation(PairGeneration):
 
-  pairs = ('icd10_translation',)
+  pairs = translation.CORPORA + ('tfds:NAME',)
+
+  def accepts(self, pairs: str) -> bool:
+    return translation.is_translation(pairs)
 
   def score(self, references, generated, keys):
     by_lang = collections.defaultdict(lambda: ([], []))

