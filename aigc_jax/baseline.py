@@ -85,11 +85,12 @@ def report(config) -> dict:
 
 
 def translate(config) -> dict:
+  from aigc_jax.data import text_pairs  # pylint: disable=g-import-not-at-top
   from aigc_jax.text import translation  # pylint: disable=g-import-not-at-top
   out = {'pairs': config.data.pairs}
   for lang in config.data.languages:
-    pairs = translation.pairs(config.data.pairs, lang, config.data.val_fraction, config.data.test_fraction,
-                              config.data.get('data_dir', ''))
+    pairs = text_pairs.translation_pairs(config.data.pairs, lang, config.data.val_fraction,
+                                         config.data.test_fraction, config.data.get('data_dir', ''))
     sources, references = [s for s, _ in pairs['test']], [t for _, t in pairs['test']]
     out[lang] = {'documents': {s: len(v) for s, v in pairs.items()},
                  'copy_source': translation.scores(references, sources, lang),

@@ -11,6 +11,7 @@ import pytest
 import sacrebleu
 
 from aigc_jax import experiment
+from aigc_jax.data import text_pairs
 from aigc_jax.text import corpora
 from aigc_jax.text import translation
 from configs import translate_text
@@ -84,11 +85,11 @@ def test_icd11_pairs_hold_out_the_stems_the_pretraining_corpus_holds_out():
   assert pairs['test'] and not {en.lower() for en, _ in pairs['test']} & train
   held = set(pairs['test'])
   assert all(corpora.split_of(g, 0.05, 0.1) == 'test' for _, en, tr, g in entries if (en, tr) in held)
-  assert translation.pairs('icd11_translation', 'es', 0.05, 0.1) == pairs
+  assert text_pairs.translation_pairs('icd11_translation', 'es', 0.05, 0.1) == pairs
   with pytest.raises(ValueError, match='ships es only'):
     translation.icd11_pairs('de', 0.05, 0.1)
   with pytest.raises(ValueError, match='tfds:NAME'):
-    translation.pairs('icd12', 'es', 0.05, 0.1)
+    text_pairs.translation_pairs('icd12', 'es', 0.05, 0.1)
 
 
 def test_scores_are_sacrebleus_own():

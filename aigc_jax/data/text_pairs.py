@@ -37,6 +37,7 @@ import numpy as np
 
 from aigc_jax.data import serving
 from aigc_jax.data import text
+from aigc_jax.data import text_prepare
 from aigc_jax.text import corpora
 from aigc_jax.text import reports
 from aigc_jax.text import tokenizer as tokenizer_lib
@@ -54,6 +55,20 @@ def translation_example(english: str, lang: str, target: str = '') -> Example:
   return (f'English: {english}', f' {translation.language_name(lang)}:', target, lang)
 
 
+def translation_pairs(corpus: str, lang: str, val_fraction: float, test_fraction: float, data_dir: str = ''
+                      ) -> dict[str, list[translation.Pair]]:
+  """{split: [(source, translation)]} of `corpus` (one of translation.CORPORA, or 'tfds:NAME' prepared under
+  data_dir: text_prepare.load_pairs) into `lang`."""
+  if corpus == 'icd10_translation':
+    return translation.icd10_pairs(lang, val_fraction, test_fraction)
+  if corpus == 'icd11_translation':
+    return translation.icd11_pairs(lang, val_fraction, test_fraction)
+  if corpus.startswith('tfds:'):
+    return text_prepare.load_pairs(corpus[5:], data_dir, lang)
+  raise ValueError(f'{corpus!r} is not translation pairs: use one of {translation.CORPORA} or tfds:NAME (python -m '
+                   'aigc_jax.prepare_text --target_field=...).')
+
+
 def examples(config: ml_collections.ConfigDict) -> dict[str, list[Example]]:
   """{split: [(source, cue, target, key)]} of the configured pairs."""
   if config.pairs == 'iu_findings_impression':
@@ -67,7 +82,7 @@ def examples(config: ml_collections.ConfigDict) -> dict[str, list[Example]]:
       raise ValueError(f'config.data.languages={languages!r}: name one or more of {known}.')
     out = {s: [] for s in corpora.SPLITS}
     for lang in languages:
-      for s, v in translation.pairs(config.pairs, lang, config.val_fraction, config.test_fraction,
+      for s, v in translation_pairs(config.pairs, lang, config.val_fraction, config.test_fraction,
                                     config.get('data_dir', '')).items():
         out[s] += [translation_example(en, lang, tr) for en, tr in v]
     return out

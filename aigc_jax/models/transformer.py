@@ -174,16 +174,17 @@ class Transformer(nn.Module):
                          '(the encoder\'s states) on the first call.')
       cross_mask = valid[:, None, None, :]
     new_k, new_v, cross_k, cross_v = [], [], [], []
+    out_std = 0.02 / (2 * self.depth) ** 0.5   # GPT-2: residual outputs scaled by 1/sqrt(2 · depth)
     for i in range(self.depth):
       if self.cross:
         ckv = None if memory is not None else (cache['cross_k'][i], cache['cross_v'][i])
-        x, ckv = cross(self.heads, self.width // self.heads, 0.02 / (2 * self.depth) ** 0.5, dtype,
+        x, ckv = cross(self.heads, self.width // self.heads, out_std, dtype,
                        self.attention, name=f'cross_{i}')(x, memory, cross_mask, ckv)
         cross_k.append(ckv[0])
         cross_v.append(ckv[1])
       kv = None if cache is None else (cache['k'][i], cache['v'][i])
       x, kv = block(self.heads, self.width // self.heads, self.mlp_ratio * self.width,
-                    0.02 / (2 * self.depth) ** 0.5, dtype, self.attention, name=f'block_{i}')(x, mask, kv, index)
+                    out_std, dtype, self.attention, name=f'block_{i}')(x, mask, kv, index)
       if kv is not None:
         new_k.append(kv[0])
         new_v.append(kv[1])

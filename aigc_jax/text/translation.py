@@ -171,21 +171,6 @@ def _drop_seen(out: dict[str, list[Pair]]) -> dict[str, list[Pair]]:
   return {s: v if s == 'train' else [(en, tr) for en, tr in v if en.lower() not in seen] for s, v in out.items()}
 
 
-def pairs(corpus: str, lang: str, val_fraction: float, test_fraction: float, data_dir: str = ''
-          ) -> dict[str, list[Pair]]:
-  """{split: [(source, translation)]} of `corpus` (one of CORPORA, or 'tfds:NAME' prepared under data_dir)
-  into `lang`."""
-  if corpus == 'icd10_translation':
-    return icd10_pairs(lang, val_fraction, test_fraction)
-  if corpus == 'icd11_translation':
-    return icd11_pairs(lang, val_fraction, test_fraction)
-  if corpus.startswith('tfds:'):
-    from aigc_jax.data import text_prepare  # pylint: disable=g-import-not-at-top  (data imports text)
-    return text_prepare.load_pairs(corpus[5:], data_dir, lang)
-  raise ValueError(f'{corpus!r} is not translation pairs: use one of {CORPORA} or tfds:NAME (python -m '
-                   'aigc_jax.prepare_text --target_field=...).')
-
-
 def scores(references: list[str], hypotheses: list[str], lang: str) -> dict[str, float | str]:
   """Corpus BLEU and chrF by sacrebleu, with their signatures (the tokenizer is the language's)."""
   if len(references) != len(hypotheses) or not references:
