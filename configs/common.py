@@ -53,6 +53,18 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.max_to_keep = 3
   c.checkpoint.async_save = True
+
+  # Differentially private training (DP-SGD, aigc_jax/core/privacy/accountant.py): Poisson sampling with
+  # batch_size as the expected batch, each example's gradient clipped to clip_norm, noise σ·clip_norm per step.
+  c.privacy = ml_collections.ConfigDict()
+  c.privacy.enabled = False
+  c.privacy.clip_norm = 1.0
+  c.privacy.noise_multiplier = 0.0   # σ; leave 0 and set target_epsilon to have σ computed for num_steps
+  c.privacy.target_epsilon = 0.0
+  c.privacy.delta = 1e-5             # must be below 1 / (training examples)
+  c.privacy.accountant = 'rdp'       # or 'pld'
+  c.privacy.epsilon_budget = 0.0     # > 0: refuse a run whose planned steps would spend more ε
+  c.privacy.microbatches = 1         # per-example gradients in this many sequential chunks (memory)
   return c
 
 

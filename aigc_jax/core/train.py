@@ -8,6 +8,8 @@ evaluators (`aigc_jax/core/evaluation.py`), and knows nothing of images or text.
 
 import dataclasses
 import functools
+import json
+import math
 import os
 import time
 from typing import Any
@@ -26,14 +28,18 @@ from aigc_jax.core import preemption
 from aigc_jax.core import reporting
 from aigc_jax.core import sharding
 from aigc_jax.core import train_state
+from aigc_jax.core.privacy import accountant
+from aigc_jax.core.privacy import dp_sgd
+from aigc_jax.core.privacy import sampling
 
 
 def train_step(state: train_state.TrainState, batch: dict[str, jax.Array], *, task: Any,
-               tx: optax.GradientTransformation, lr_schedule: optax.Schedule, ema_decay: float
-               ) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
-  """One optimizer step; pure, jitted once in `train_and_evaluate` with the state donated."""
+               tx: optax.GradientTransformation, lr_schedule: optax.Schedule, ema_decay: float,
+               grads_fn: Any = None) -> tuple[train_state.TrainState, dict[str, jax.Array]]:
+  """One optimizer step; pure, jitted once in `train_and_evaluate` with the state donated. `grads_fn`
+  (params, batch, rng) → (grads, metrics) replaces `task.grads` (DP-SGD's private gradient)."""
   rng = jax.random.fold_in(state.rng, state.step)
-  grads, step_metrics = task.grads(state.params, batch, rng)
+  grads, step_metrics = (grads_fn or task.grads)(state.params, batch, rng)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(
@@ -65,6 +71,7 @@ class _Setup:
   state_shardings: Any
   batch_sharding: jax.sharding.NamedSharding
   step_fn: Any
+  plan: accountant.Plan | None  # a differentially private run's sampling and noise
 
   @property
   def abstract_state(self) -> Any:
@@ -76,11 +83,35 @@ class _Setup:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.abstract.params))
 
 
+def privacy_plan(config: ml_collections.ConfigDict, task: Any, data: Any, mesh: jax.sharding.Mesh
+                 ) -> accountant.Plan | None:
+  """The DP-SGD plan of a run with `config.privacy.enabled` (None without), checked against its task and data."""
+  p = config.get('privacy')
+  if not p or not p.get('enabled'):
+    return None
+  if not hasattr(data, 'num_train'):
+    raise ValueError(f'config.privacy.enabled: the data source {config.data.name!r} cannot be Poisson-sampled '
+                     '(it does not say how many training examples it has).')
+  spec = data.batch_spec(1)
+  params = jax.eval_shape(task.init, jax.random.PRNGKey(0), spec)
+  try:
+    jax.eval_shape(task.per_example_loss, nn.meta.unbox(params), spec, jax.random.PRNGKey(0))
+  except NotImplementedError:
+    raise ValueError(f'config.privacy.enabled: the task {config.task.name!r} has no per-example loss, which '
+                     'DP-SGD clips per example; train it without config.privacy.') from None
+  multiple = math.lcm(mesh.shape['data'] * mesh.shape['fsdp'], jax.process_count())
+  return accountant.make_plan(config, num_examples=int(data.num_train()), multiple=multiple)
+
+
 def _setup(config: ml_collections.ConfigDict, task: Any, data: Any) -> _Setup:
   mesh = sharding.make_mesh(config.mesh)
-  sharding.check_batch(config.batch_size, mesh)
+  plan = privacy_plan(config, task, data, mesh)
+  rows = plan.capacity if plan else config.batch_size  # a Poisson batch is padded to a fixed capacity
+  sharding.check_batch(rows, mesh)
   batch_sharding = sharding.batch_sharding(mesh)
-  spec = data.batch_spec(config.batch_size)
+  spec = data.batch_spec(rows)
+  if plan:
+    spec = {**spec, sampling.WEIGHT_KEY: jax.ShapeDtypeStruct((rows,), jnp.float32)}
 
   def init_fn(rng):
     param_rng, state_rng = jax.random.split(rng)
@@ -94,10 +125,18 @@ def _setup(config: ml_collections.ConfigDict, task: Any, data: Any) -> _Setup:
                                          frozen=getattr(task, 'frozen', ()))
   abstract = jax.eval_shape(init_fn, key)
   state_shardings = sharding.state_shardings(abstract, logical, tx, mesh, config.mesh)
+  grads_fn = None
+  if plan:
+    frozen = tuple(config.optim.get('frozen') or ()) + tuple(getattr(task, 'frozen', ()))
+    trainable = jax.tree.map(lambda label: label != 'frozen', optim.labels(abstract.params, (), frozen))
+    grads_fn = functools.partial(dp_sgd.private_grads, task=task, clip_norm=plan.clip_norm,
+                                 noise_multiplier=plan.noise_multiplier, expected_batch=plan.expected_batch,
+                                 trainable=trainable, microbatches=int(config.privacy.microbatches))
   step_fn = jax.jit(
-      functools.partial(train_step, task=task, tx=tx, lr_schedule=lr_schedule, ema_decay=config.optim.ema_decay),
+      functools.partial(train_step, task=task, tx=tx, lr_schedule=lr_schedule, ema_decay=config.optim.ema_decay,
+                        grads_fn=grads_fn),
       in_shardings=(state_shardings, batch_sharding), out_shardings=(state_shardings, None), donate_argnums=0)
-  return _Setup(mesh, task, spec, init_fn, abstract, state_shardings, batch_sharding, step_fn)
+  return _Setup(mesh, task, spec, init_fn, abstract, state_shardings, batch_sharding, step_fn, plan)
 
 
 def compile_report(config: ml_collections.ConfigDict, task: Any, data: Any) -> dict[str, float]:
@@ -152,8 +191,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, task:
   init_jit = jax.jit(s.init_fn, out_shardings=s.state_shardings,
                      compiler_options={'xla_backend_optimization_level': 0})
 
-  data_iter = iter(data.make_dataset(batch_size=config.batch_size, process_index=jax.process_index(),
-                                     process_count=jax.process_count()))
+  plan = s.plan
+  poisson = {'poisson': sampling.Poisson(plan.rate, plan.capacity, config.seed)} if plan else {}
+  data_iter = iter(data.make_dataset(batch_size=plan.capacity if plan else config.batch_size,
+                                     process_index=jax.process_index(), process_count=jax.process_count(),
+                                     **poisson))
   mngr = checkpoint.make_manager(workdir, config.checkpoint)
   def fresh():
     state = init_jit(rng)
@@ -173,9 +215,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, task:
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=1))
+    if plan:  # the guarantee the run was planned to give, beside the config it came from
+      with open(os.path.join(workdir, 'privacy.json'), 'w') as f:
+        json.dump(plan.record(), f, indent=1)
   start_step = int(state.step)
   reporting.log(f'{how} at step {start_step}; {s.num_params:,} parameters; mesh {dict(s.mesh.shape)}; '
                   f'{jax.device_count()} {jax.devices()[0].platform} devices, {jax.process_count()} processes.')
+  if plan:
+    reporting.log(plan.summary())
 
   eval_ctx = evaluation.Context(batch_sharding)
   all_finite = jax.jit(_all_finite)
@@ -204,7 +251,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, task:
         history = []
         reporting.check_finite(host, step, last_ckpt)
         speed = progress.tick(step)
-        writer.scalars(step, {**{f'train/{k}': v for k, v in host.items()},
+        privacy = {'privacy/epsilon': plan.epsilon(step)} if plan else {}
+        writer.scalars(step, {**{f'train/{k}': v for k, v in host.items()}, **privacy,
                               'perf/examples_per_s': speed['examples_per_s'], 'perf/steps_per_s': speed['steps_per_s']})
         reporting.log(reporting.progress_line(step, config.num_steps, host, speed))
       if any(ev.due(step, is_last) for ev in evaluators.values()):

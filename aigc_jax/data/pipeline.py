@@ -118,19 +118,22 @@ def _augment(config: ml_collections.ConfigDict):
 
 
 def make_dataset(config: ml_collections.ConfigDict, *, batch_size: int, process_index: int,
-                 process_count: int) -> grain.IterDataset:
+                 process_count: int, poisson: serving.Poisson | None = None) -> grain.IterDataset:
   """This process's infinite iterator of batches {'image': [batch_size/process_count, H, W, 1]}.
 
   Args:
     config: `config.data`.
     batch_size: the global batch size.
     process_index, process_count: this process's place among the JAX processes.
+    poisson: Poisson-subsampled batches of `batch_size` rows (differentially private training).
   """
-  ds = serving.stream(make_source(config), config).map(_to_example(config))
+  source = make_source(config)
+  ds = serving.stream(source, config, poisson).map(_to_example(config))
   if config.hflip or config.affine_deg or config.affine_scale or config.affine_shift:
-    ds = ds.random_map(_augment(config), seed=config.seed)  # keyed by example index: same on any process count
+    # Keyed by stream position: the same on any process count; under Poisson sampling, new for every draw.
+    ds = ds.random_map(_augment(config), seed=config.seed)
   return serving.serve(ds, config, batch_size=batch_size, process_index=process_index,
-                       process_count=process_count)
+                       process_count=process_count, poisson=poisson, num_examples=len(source))
 
 
 HELD_OUT_SPLITS = ('test', 'validation')  # the held-out splits `prepare` writes, in order of preference
@@ -252,9 +255,14 @@ def monitor_examples(config: ml_collections.ConfigDict, num: int) -> tuple[dict[
   """(batch, where from) of ≤ `num` examples as the trainer is served them, unaugmented ('image' windowed at
   the training size and the keys of `config.labels`), from `_monitor_source`."""
   src, name, n = _monitor_source(config, num)
+  return examples_at(config, src, range(n)), name
+
+
+def examples_at(config: ml_collections.ConfigDict, source, indices) -> dict[str, np.ndarray]:
+  """The batch of `source`'s examples at `indices` as the trainer is served them, unaugmented."""
   fn = _to_example(config)
-  examples = [fn(src[i]) for i in range(n)]
-  return {k: np.stack([e[k] for e in examples]) for k in examples[0]}, name
+  examples = [fn(source[int(i)]) for i in indices]
+  return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
 def monitor_pairs(config: ml_collections.ConfigDict, num: int) -> tuple[np.ndarray, np.ndarray, str]:
@@ -318,6 +326,10 @@ class CTSlices:
 
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     return batch_spec(self.config, batch_size)
+
+  def num_train(self) -> int:
+    """How many slices the training data has (what Poisson sampling draws from)."""
+    return len(make_source(self.config))
 
   def make_dataset(self, **kwargs):
     return make_dataset(self.config, **kwargs)

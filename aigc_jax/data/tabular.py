@@ -52,7 +52,11 @@ class TabularRows:
             'labels': jax.ShapeDtypeStruct((batch_size, k), np.float32),
             'label_mask': jax.ShapeDtypeStruct((batch_size, k), np.float32)}
 
-  def make_dataset(self, *, batch_size: int, process_index: int, process_count: int):
-    ds = serving.stream(serving.Rows(self.rows(self.config.split)), self.config)
-    return serving.serve(ds, self.config, batch_size=batch_size, process_index=process_index,
-                         process_count=process_count)
+  def num_train(self) -> int:
+    """How many rows the training split has (what Poisson sampling draws from)."""
+    return len(serving.Rows(self.rows(self.config.split)))
+
+  def make_dataset(self, *, batch_size: int, process_index: int, process_count: int,
+                   poisson: serving.Poisson | None = None):
+    return serving.serve_rows(self.rows(self.config.split), self.config, batch_size=batch_size,
+                              process_index=process_index, process_count=process_count, poisson=poisson)
