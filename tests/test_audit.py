@@ -1,0 +1,63 @@
+"""Membership inference: the attack metrics against scikit-learn and hand-worked cases, and the audit command
+on a tiny run (members drawn from what the run was served, a reference run trained by the same trainer)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk_metrics
+
+from aigc_jax import audit
+from aigc_jax import experiment
+from aigc_jax.data import pipeline
+from aigc_jax.evals import membership
+from configs import ct_features
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_attack_metrics_match_scikit_learn_and_hand_worked_cases():
+  rng = np.random.default_rng(0)
+  m, n = rng.normal(0.5, 1, 300).round(1), rng.normal(0, 1, 400).round(1)  # rounded: many ties
+  y = np.r_[np.ones(300), np.zeros(400)]
+  assert membership.auc(m, n) == pytest.approx(sk_metrics.roc_auc_score(y, np.r_[m, n]), abs=1e-12)
+  fpr, tpr, _ = sk_metrics.roc_curve(y, np.r_[m, n])
+  assert membership.tpr_at(m, n, 0.01) == pytest.approx(tpr[fpr <= 0.01].max())
+  # Hand-worked: members 3, 2, 0.5; non-members 1, 0. At FPR 0 the two highest members are caught (2/3).
+  assert membership.auc(np.array([3.0, 2.0, 0.5]), np.array([1.0, 0.0])) == pytest.approx(5 / 6)
+  assert membership.tpr_at(np.array([3.0, 2.0, 0.5]), np.array([1.0, 0.0]), 0.001) == pytest.approx(2 / 3)
+  same = membership.attack_report(m, m, boots=100)
+  assert same['auc'] == pytest.approx(0.5) and same['auc_lo'] < 0.5 < same['auc_hi']
+  apart = membership.attack_report(m + 10, n, boots=100)
+  assert apart['auc'] == 1.0 and apart['tpr@0.1%fpr'] == 1.0 and apart['auc_lo'] == pytest.approx(1.0)
+  with pytest.raises(ValueError, match='needs members and non-members'):
+    membership.attack_report(m, np.zeros(0))
+
+
+def test_audit_scores_served_members_against_held_out_slices_with_a_reference_run(tmp_path):
+  c = ct_features.get_config('test')
+  c.data.num_train = 48
+  c.num_steps, c.batch_size, c.checkpoint_every = 4, 8, 4
+  work = str(tmp_path / 'run')
+  experiment.train_and_evaluate(c, work)
+  served = audit.trained_indices(work, c, 4)
+  np.testing.assert_array_equal(served, np.unique(pipeline.served_indices(c.data, 32)))
+  assert len(served) == 32  # 4 steps × 8 of 48 slices: less than an epoch, so not every slice is a member
+  report = audit.audit(work, num=16, repeats=1, references=1, out_dir=str(tmp_path / 'audit'))
+  assert report['members'] == '16 of the 32 training slices served'
+  assert report['nonmembers'].startswith('16 of phantom_ct seed 7001')
+  for attack in ('loss', 'calibrated'):
+    r = report['attacks'][attack]
+    assert 0 <= r['auc_lo'] <= r['auc'] <= r['auc_hi'] <= 1 and r['members'] == 16
+  ref = json.loads((tmp_path / 'audit' / 'reference_0' / 'config.json').read_text())
+  assert ref['data']['seed'] == c.data.seed + audit.REFERENCE_SEED_OFFSET and ref['evals'] == {}
+  written = json.loads((tmp_path / 'audit' / 'audit_4.json').read_text())
+  assert written['attacks']['loss']['auc'] == report['attacks']['loss']['auc'] and 'privacy' not in written
+
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  proc = subprocess.run([sys.executable, '-m', 'aigc_jax.audit', f'--workdir={tmp_path / "nothing"}'], cwd=ROOT,
+                        env=env, capture_output=True, text=True)
+  assert proc.returncode != 0 and 'config.json not found' in proc.stderr
