@@ -19,6 +19,8 @@ from aigc_jax.evals import ct_samples
 from aigc_jax.evals import language_model as language_model_eval
 from aigc_jax.evals import generation as generation_eval
 from aigc_jax.evals import risk as risk_eval
+from aigc_jax.evals import robustness as robustness_eval
+from aigc_jax.tasks import adversarial_training
 from aigc_jax.tasks import autoencoder
 from aigc_jax.tasks import classification
 from aigc_jax.tasks import diffusion
@@ -61,13 +63,18 @@ EVALUATORS = {
     'report': generation_eval.ReportGeneration,
     'translation': generation_eval.Translation,
     'risk': risk_eval.Risk,
+    'robustness': robustness_eval.Robustness,
 }
 
 
 def build_task(config: ml_collections.ConfigDict):
+  """The task of `config.task`, wrapped for adversarial training where `config.task.adversarial.kind` says."""
   if config.task.name not in TASKS:
     raise ValueError(f'config.task.name={config.task.name!r} is not a task; choose one of {sorted(TASKS)}.')
-  return TASKS[config.task.name](config)
+  task = TASKS[config.task.name](config)
+  if (config.task.get('adversarial') or {}).get('kind'):
+    task = adversarial_training.AdversarialTraining(task, config)
+  return task
 
 
 def build_data(config: ml_collections.ConfigDict, workdir: str | None = None):
