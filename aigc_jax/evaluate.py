@@ -65,6 +65,7 @@ from aigc_jax.imaging import quality  # noqa: E402
 from aigc_jax import experiment  # noqa: E402
 from aigc_jax.core import workdir as workdir_lib  # noqa: E402
 from aigc_jax.imaging import acquisition  # noqa: E402
+from aigc_jax.core.privacy import accountant  # noqa: E402
 from aigc_jax.data import pipeline  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -343,6 +344,9 @@ def main(argv):
     for name, out in outputs.items():
       print(f'{name} (step {step}): ' + ', '.join(f'{k} {v:.4g}' for k, v in out.scalars.items())
             + (f'; images {", ".join(out.images)} in {FLAGS.workdir}/eval/{name}/' if out.images else ''))
+    record = accountant.read_record(FLAGS.workdir)
+    if record:  # what the evaluated parameters promise, beside what they score
+      print(accountant.statement(record, step))
   kind = workdir_lib.load_config(FLAGS.workdir).task.name
   if kind not in GENERATORS + ('restoration',):
     return

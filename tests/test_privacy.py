@@ -9,12 +9,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+import pydicom
 import pytest
 
 from aigc_jax import experiment
 from aigc_jax import registry
 from aigc_jax.core import train
 from aigc_jax.data import serving
+from aigc_jax.imaging import export
 from aigc_jax.core.privacy import accountant
 from aigc_jax.core.privacy import dp_sgd
 from aigc_jax.core.privacy import sampling
@@ -209,6 +211,12 @@ def test_private_run_through_the_trainer_logs_epsilon_and_refuses_what_it_cannot
   assert set(eps) == {2, 4} and 0 < eps[2] < eps[4] == pytest.approx(record['epsilon'])
   assert eps[2] == pytest.approx(accountant.epsilon(8 / 128, 1.0, 2, 1e-3))
   assert all(0 < r['train/dp_examples'] <= record['capacity'] for r in rows if 'train/dp_examples' in r)
+  # What exported images and `evaluate` carry: the (ε, δ) of the parameters at their step.
+  line = export.provenance(str(tmp_path / 'dp'), 2, c.to_json_best_effort())
+  assert f'DP-SGD: ({eps[2]:.3g}, ' in line and 'sigma=1,' in line
+  files = export.write_dicom_series(np.zeros((1, 8, 8)), str(tmp_path / 'dicom'), pixel_mm=1.0, description=line)
+  assert f'({eps[2]:.3g}, ' in str(pydicom.dcmread(files[0]).ImageComments)
+  assert 'DP-SGD' not in export.provenance(str(tmp_path / 'nowhere'), 2, c.to_json_best_effort())
 
   budget = c.copy_and_resolve_references()
   budget.privacy.epsilon_budget = 0.5

@@ -216,7 +216,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, task:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=1))
     if plan:  # the guarantee the run was planned to give, beside the config it came from
-      with open(os.path.join(workdir, 'privacy.json'), 'w') as f:
+      with open(os.path.join(workdir, accountant.RECORD), 'w') as f:
         json.dump(plan.record(), f, indent=1)
   start_step = int(state.step)
   reporting.log(f'{how} at step {start_step}; {s.num_params:,} parameters; mesh {dict(s.mesh.shape)}; '

@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from aigc_jax.core.privacy import accountant
+
 CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2'
 HU_OFFSET = 1024
 # Our file meta, in place of whatever wrote the input: generate_uid(entropy_srcs=['aigc_jax']), a fixed UID
@@ -179,8 +181,11 @@ def write_nifti(hu: np.ndarray, path: str, *, pixel_mm: float, slice_mm: float =
 
 
 def provenance(workdir: str, step: int, config_json: str, extra: dict | None = None) -> str:
-  """One line naming what made an image: the task, model, step and config hash."""
+  """One line naming what made an image: the task, model, step and config hash, and for a differentially
+  private run the (ε, δ) its parameters at `step` carry."""
   cfg = json.loads(config_json)
+  record = accountant.read_record(workdir)
   return (f'{cfg.get("task", {}).get("name", "?")}/{cfg.get("model", {}).get("name", "?")} '
           f'step {step} config {config_hash(config_json)} {os.path.basename(os.path.abspath(workdir))}'
-          + (' ' + json.dumps(extra, sort_keys=True) if extra else ''))
+          + (' ' + json.dumps(extra, sort_keys=True) if extra else '')
+          + (' ' + accountant.statement(record, step) if record else ''))

@@ -18,7 +18,9 @@ then is (ε, δ + `overflow_probability`), which `Plan.summary` and privacy.json
 """
 
 import dataclasses
+import json
 import math
+import os
 
 import dp_accounting
 from dp_accounting import pld
@@ -140,3 +142,23 @@ def make_plan(config: ml_collections.ConfigDict, *, num_examples: int, multiple:
                        f'{steps:,} steps at q={rate:.4g}, σ={sigma:.4g} spend: raise noise_multiplier, lower '
                        'num_steps or batch_size, set target_epsilon, or raise the budget.')
   return plan
+
+
+RECORD = 'privacy.json'  # in a private run's workdir, written by the trainer at its start
+
+
+def read_record(workdir: str) -> dict | None:
+  """The privacy record of the run in `workdir` (Plan.record()), None for a run trained without DP-SGD."""
+  path = os.path.join(workdir, RECORD)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def statement(record: dict, step: int) -> str:
+  """One line of what the parameters of `step` promise: what exports, reports and `evaluate` carry."""
+  eps = epsilon(record['rate'], record['noise_multiplier'], step, record['delta'], record['kind'])
+  return (f'DP-SGD: ({eps:.3g}, {record["delta_total"]:.2g})-DP at step {step} ({record["kind"]}; Poisson q='
+          f'{record["rate"]:.3g}, sigma={record["noise_multiplier"]:.3g}, C={record["clip_norm"]:g}, '
+          f'{record["num_examples"]} examples)')
