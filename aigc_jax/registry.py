@@ -64,6 +64,7 @@ EVALUATORS = {
     'translation': generation_eval.Translation,
     'risk': risk_eval.Risk,
     'robustness': robustness_eval.Robustness,
+    'restoration_robustness': robustness_eval.RestorationRobustness,
 }
 
 

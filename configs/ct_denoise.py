@@ -29,6 +29,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.task.name = 'restoration'
   # Held-out low-dose | restored | full-dose triplets, with PSNR of the restored and of the input slices.
   c.evals.restoration = common.evaluator('ct_restoration', every=5_000, num=16)
+  # At the last step: PSNR at other doses than trained at, and under PGD of 5 / 10 HU (aigc_jax/evals/robustness.py).
+  c.evals.shift = common.evaluator('restoration_robustness', every=50_000, num=32, dose_fractions=(0.1, 0.5, 1.0),
+                                   linf_hu=(5.0, 10.0), steps=10)
 
   c.optim.learning_rate = 1e-4
   c.optim.ema_decay = 0.999
@@ -49,6 +52,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.optim.warmup_steps = 50
     c.optim.ema_decay = 0.99
     c.evals.restoration.num = 8
+    c.evals.shift.every = c.num_steps
+    c.evals.shift.num = 16
   elif arg == 'test':
     common.tiny_trainer(c)
     c.data.num_workers = 0
@@ -56,6 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.kernel = 3
     c.model.depth = 3
     c.evals.restoration.num = 8
+    c.evals.shift.update({'every': 0, 'num': 4, 'batch': 4, 'steps': 2})  # tests/test_robustness.py runs it
   elif arg:
     raise ValueError(f'configs/ct_denoise.py: unknown variant {arg!r}; use one of: runlocal, test (or none).')
   return c

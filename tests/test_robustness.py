@@ -11,6 +11,7 @@ from aigc_jax import registry
 from aigc_jax.core import evaluation
 from aigc_jax.objectives import attacks
 from aigc_jax.tasks import adversarial_training
+from configs import ct_denoise
 from configs import ct_features
 
 
@@ -84,3 +85,25 @@ def test_robustness_evaluator_scores_clean_and_attacked_held_out_slices():
     bad = c.copy_and_resolve_references()
     bad.evals.robust.epsilon = 3.0
     registry.build_evaluators(bad, task)
+
+
+def test_restoration_robustness_measures_dose_shift_and_perturbation():
+  c = ct_denoise.get_config('test')
+  task = registry.build_task(c)
+  data = registry.build_data(c)
+  spec = data.batch_spec(1)
+  params = task.init(jax.random.PRNGKey(0), {k: np.zeros(v.shape, v.dtype) for k, v in spec.items()})
+  ev = registry.build_evaluators(c, task, data)['shift']
+  out = ev.run(params, jax.random.PRNGKey(0), evaluation.Context()).scalars
+  # The acquisition model at more dose gives a less noisy input: its PSNR rises with the dose fraction.
+  assert out['dose0.1_psnr_input_db'] < out['dose0.5_psnr_input_db'] < out['dose1_psnr_input_db']
+  assert out['dose0.1_gain_db'] == pytest.approx(out['dose0.1_psnr_db'] - out['dose0.1_psnr_input_db'])
+  # The attack stays within 10 HU of the input and raises the restored error (or leaves it).
+  assert out['pgd_linf10hu_psnr_db'] <= out['configured_dose_psnr_db'] + 1e-6
+  assert out['pgd_linf10hu_psnr_input_db'] <= out['configured_dose_psnr_input_db'] + 0.5
+  bad = c.copy_and_resolve_references()
+  bad.data.name = 'tfds:mine'
+  bad.data.data_dir = '/nonexistent'
+  del bad.evals['restoration']  # (it would refuse the missing dataset first)
+  with pytest.raises(ValueError, match='only the phantom'):
+    registry.build_evaluators(bad, task, data)
