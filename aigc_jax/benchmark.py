@@ -18,7 +18,14 @@ run in the same session. Prints a table, then, last, one JSON line:
   (the config's jitted sampler for `sample_images` images, compile excluded; DDIM-50 in the monai variant),
   sample_compile_s, data_examples_per_s (the real grain pipeline alone), ckpt_save_block_s (how long a save
   holds the loop, orbax writing asynchronously; the second save of the process), ckpt_total_s, peak_mem_mb (device peak on GPU/TPU, the
-  process's peak RSS on CPU).
+  process's peak RSS on CPU), dp, rows_per_step, expected_batch.
+
+Any config benchmarks privately with `--config.privacy.enabled=True --config.privacy.noise_multiplier=1.0`: the
+step is the trainer's DP-SGD step (train.py), fed a Poisson batch padded to the plan's capacity. It then
+processes `rows_per_step` rows (357 for an expected 256 of 4,096 at 300 steps), while `batch` and
+`train_img_per_s` count the expected batch, the examples a step trains on on average. A classifier (no
+sampler) or `--sample_images=0` reports sample_s as NaN. `benchmarks/dp_side_by_side.sh` sets the two
+beside each other and beside Opacus.
 """
 
 import json
@@ -83,6 +90,7 @@ def run(config, *, steps: int = 10, warmup: int = 2, sample_images: int = 16, da
   """Every figure of the module doc for `config` (a training config)."""
   from aigc_jax import registry  # pylint: disable=g-import-not-at-top
   from aigc_jax.core import checkpoint, sharding, train  # pylint: disable=g-import-not-at-top
+  from aigc_jax.core.privacy import sampling  # pylint: disable=g-import-not-at-top
   from aigc_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   s = train._setup(config, registry.build_task(config), registry.build_data(config))  # pylint: disable=protected-access
   batch_specs = {k: s.batch_sharding for k in s.spec}
@@ -96,18 +104,24 @@ def run(config, *, steps: int = 10, warmup: int = 2, sample_images: int = 16, da
   init = jax.jit(s.init_fn, out_shardings=s.state_shardings,  # runs once: see train.py
                  compiler_options={'xla_backend_optimization_level': 0})
   state = init(jax.random.PRNGKey(config.seed))
-  it = iter(pipeline.make_dataset(config.data, batch_size=config.batch_size, process_index=0, process_count=1))
+  # A private config's step compiles for the plan's padded capacity and wants the Poisson batch's weights:
+  # its data is served as the trainer serves it (train.py).
+  rows = s.plan.capacity if s.plan else config.batch_size
+  poisson = {'poisson': sampling.Poisson(s.plan.rate, s.plan.capacity, config.seed)} if s.plan else {}
+  it = iter(pipeline.make_dataset(config.data, batch_size=rows, process_index=0, process_count=1, **poisson))
   batch = sharding.make_global_batch(next(it), s.batch_sharding)  # one real batch: the step alone is timed
   state, step_s = _timed_steps(compiled, state, batch, steps, warmup)
 
-  shape = (sample_images,) + tuple(s.spec['image'].shape[1:])
-  sample = jax.jit(lambda p, k: s.task.sample(p, k, shape))
-  t0 = time.perf_counter()
-  sample_fn = sample.lower(state.ema_params, jax.random.PRNGKey(0)).compile()
-  sample_compile_s = time.perf_counter() - t0
-  t0 = time.perf_counter()
-  jax.block_until_ready(sample_fn(state.ema_params, jax.random.PRNGKey(1)))
-  sample_s = time.perf_counter() - t0
+  sample_s = sample_compile_s = float('nan')  # a classifier draws no images; sample_images=0 skips it
+  if sample_images and callable(getattr(s.task, 'sample', None)):
+    shape = (sample_images,) + tuple(s.spec['image'].shape[1:])
+    sample = jax.jit(lambda p, k: s.task.sample(p, k, shape))
+    t0 = time.perf_counter()
+    sample_fn = sample.lower(state.ema_params, jax.random.PRNGKey(0)).compile()
+    sample_compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(sample_fn(state.ema_params, jax.random.PRNGKey(1)))
+    sample_s = time.perf_counter() - t0
 
   data_rate = pipeline.throughput(config.data, batch_size=config.batch_size, num_batches=data_batches)
 
@@ -137,6 +151,7 @@ def run(config, *, steps: int = 10, warmup: int = 2, sample_images: int = 16, da
                   else config.task.name),  # a GAN or VAE samples in one pass
       'data_examples_per_s': data_rate, 'ckpt_save_block_s': block_s, 'ckpt_total_s': total_s,
       'peak_mem_mb': peak_mem_mb(),
+      'dp': s.plan is not None, 'rows_per_step': rows, 'expected_batch': config.batch_size,
   }
 
 
@@ -234,6 +249,7 @@ def main(argv):
     return
   r = run(FLAGS.config, steps=FLAGS.steps, warmup=FLAGS.warmup, sample_images=FLAGS.sample_images)
   rows = [('parameters', f'{r["params"]:,}'), ('batch × image', f'{r["batch"]} × {r["img"]}²'),
+          ('DP-SGD', f'Poisson batches padded to {r["rows_per_step"]} rows' if r['dp'] else 'off'),
           ('devices', f'{r["devices"]} {r["platform"]} ({r["compute_dtype"]})'),
           ('options', f'remat={r["remat"]}, attention={r["attention"]}, state donated'),
           ('host allocator', r['host_allocator']),
@@ -243,7 +259,8 @@ def main(argv):
           ('achieved / peak', f'{r["achieved_gflops"]:.1f} / {r["peak_gflops"]:.1f} GFLOP/s = '
                               f'{r["utilization"]:.1%} ({r["peak_source"]})'),
           (f'sampling {r["sample_images"]} images ({r["sampler"]})',
-           f'{r["sample_s"]:.2f} s (+ {r["sample_compile_s"]:.1f} s compile)'),
+           f'{r["sample_s"]:.2f} s (+ {r["sample_compile_s"]:.1f} s compile)' if r['sample_s'] == r['sample_s']
+           else 'not run'),
           ('data pipeline alone', f'{r["data_examples_per_s"]:,.0f} examples/s '
                                   f'({r["data_examples_per_s"] / r["train_img_per_s"]:.1f}x what training uses)'),
           ('checkpoint save', f'{r["ckpt_save_block_s"]:.2f} s blocking, {r["ckpt_total_s"]:.2f} s in all'),

@@ -48,3 +48,25 @@ def test_language_model_benchmark_reports_tokens_per_second_and_matches_the_peer
   m = models.build(lm_gpt.get_config('runlocal').model)
   shapes = nn.meta.unbox(jax.eval_shape(m.init, jax.random.PRNGKey(0), jnp.zeros((1, 128), jnp.int32)))
   assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == 4_240_896
+
+
+def test_private_config_benchmarks_the_dp_step_on_its_padded_capacity():
+  from aigc_jax.core.privacy import accountant  # pylint: disable=g-import-not-at-top
+  from configs import ct_classify  # pylint: disable=g-import-not-at-top
+  c = ct_classify.get_config('test')
+  c.mesh.num_devices = 1
+  c.privacy.enabled, c.privacy.noise_multiplier = True, 1.0
+  r = benchmark.run(c, steps=2, warmup=1, sample_images=8, data_batches=2)
+  # The trainer's plan: Poisson q = 8 / 64 over 4 steps at δ = 1e-5, padded to this many rows.
+  assert r['dp'] and r['expected_batch'] == r['batch'] == 8
+  assert r['rows_per_step'] == accountant.capacity(64, 8 / 64, 1, 4, 1e-5) > 8
+  assert np.isfinite(r['train_s_per_step']) and r['train_s_per_step'] > 0
+  assert np.isnan(r['sample_s'])  # a classifier has no sampler
+
+
+def test_ct_classify_runlocal_has_the_opacus_peers_parameter_count():
+  from configs import ct_classify  # pylint: disable=g-import-not-at-top
+  m = models.build(ct_classify.get_config('runlocal').model)
+  shapes = nn.meta.unbox(jax.eval_shape(m.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1))))
+  # benchmarks/opacus_peer.py asserts its PyTorch FeatureNet has the same OURS_PARAMS.
+  assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes)) == 73_316
