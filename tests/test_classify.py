@@ -128,7 +128,7 @@ def test_ct_classify_test_recipe_trains_and_logs_the_diagnostic_figures(tmp_path
 
 
 def test_unknown_variant_names_the_variants():
-  with pytest.raises(ValueError, match='runlocal, runlocal_dp, runlocal_pgd, test'):
+  with pytest.raises(ValueError, match='runlocal, runlocal_public, runlocal_dp, runlocal_pgd, test'):
     ct_classify.get_config('runlocl')
   dp = ct_classify.get_config('runlocal_dp')
   assert dp.privacy.enabled and dp.privacy.noise_multiplier == 1.0 and dp.batch_size == 256

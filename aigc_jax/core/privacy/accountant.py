@@ -22,6 +22,7 @@ import json
 import math
 import os
 
+from absl import logging as absl_logging
 import dp_accounting
 from dp_accounting import pld
 from dp_accounting import rdp
@@ -52,8 +53,14 @@ def epsilon(rate: float, noise_multiplier: float, steps: int, delta: float, kind
   if noise_multiplier <= 0:
     return math.inf
   acc = _accountant(kind)
-  acc.compose(_event(rate, noise_multiplier, steps))
-  return float(acc.get_epsilon(delta))
+  verbosity = absl_logging.get_verbosity()
+  # dp_accounting warns, at every call, of low Rényi orders it leaves out of the minimum: noise in a run's log.
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    acc.compose(_event(rate, noise_multiplier, steps))
+    return float(acc.get_epsilon(delta))
+  finally:
+    absl_logging.set_verbosity(verbosity)
 
 
 def noise_for_epsilon(target: float, rate: float, steps: int, delta: float, kind: str = 'rdp') -> float:
