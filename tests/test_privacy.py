@@ -164,10 +164,17 @@ def test_plan_pads_to_a_capacity_it_rarely_exceeds_and_refuses_what_it_cannot_pr
 
 def test_poisson_batches_include_each_example_with_probability_q_whatever_the_process_count():
   n, q, cap = 200, 0.1, 40
-  rows = serving.Rows({'i': np.arange(n)})
   poisson = sampling.Poisson(q, cap, seed=5)
-  cfg = ml_collections.ConfigDict({'shuffle': True, 'seed': 0, 'num_threads': 2, 'prefetch': 2, 'num_workers': 0})
-  it = iter(serving.serve_rows(rows.rows, cfg, batch_size=cap, process_index=0, process_count=1, poisson=poisson))
+
+  class Source(serving.RowsSource):  # a data source of rows, as the text and tabular ones are
+    config = ml_collections.ConfigDict({'split': 'train', 'shuffle': True, 'seed': 0, 'num_threads': 2,
+                                        'prefetch': 2, 'num_workers': 0})
+
+    def rows(self, split):
+      return {'i': np.arange(n)}
+  source = Source()
+  assert source.num_train() == n
+  it = iter(source.make_dataset(batch_size=cap, process_index=0, process_count=1, poisson=poisson))
   steps = 400
   counts, sizes = np.zeros(n), []
   first = []
@@ -186,11 +193,11 @@ def test_poisson_batches_include_each_example_with_probability_q_whatever_the_pr
   assert np.std(sizes) > 2 and abs(np.mean(sizes) - n * q) < 1.0  # a variable batch: Binomial(200, 0.1)
   saved = it.get_state()
   nxt = next(it)
-  it2 = iter(serving.serve_rows(rows.rows, cfg, batch_size=cap, process_index=0, process_count=1, poisson=poisson))
+  it2 = iter(source.make_dataset(batch_size=cap, process_index=0, process_count=1, poisson=poisson))
   it2.set_state(saved)  # a resumed run draws exactly what the uninterrupted one did
   np.testing.assert_array_equal(next(it2)['i'], nxt['i'])
-  halves = [iter(serving.serve_rows(rows.rows, cfg, batch_size=cap, process_index=p, process_count=2,
-                                    poisson=poisson)) for p in range(2)]
+  halves = [iter(source.make_dataset(batch_size=cap, process_index=p, process_count=2, poisson=poisson))
+            for p in range(2)]
   for t in range(3):
     parts = [next(h) for h in halves]
     for key in ('i', sampling.WEIGHT_KEY):

@@ -114,9 +114,17 @@ def serve(ds: grain.MapDataset, config: ml_collections.ConfigDict, *, batch_size
   return it
 
 
-def serve_rows(rows: dict[str, np.ndarray], config: ml_collections.ConfigDict, *, batch_size: int,
-               process_index: int, process_count: int, poisson: Poisson | None = None) -> grain.IterDataset:
-  """`serve` over the rows of a dict of arrays (the text and tabular sources' training splits)."""
-  source = Rows(rows)
-  return serve(stream(source, config, poisson), config, batch_size=batch_size, process_index=process_index,
-               process_count=process_count, poisson=poisson, num_examples=len(source))
+class RowsSource:
+  """What a data source whose splits are dicts of arrays (`self.rows(split)`, `self.config.split`) gives the
+  trainer besides `batch_spec`: the text and tabular sources."""
+
+  def num_train(self) -> int:
+    """How many rows the training split has (what Poisson sampling draws from)."""
+    return len(Rows(self.rows(self.config.split)))
+
+  def make_dataset(self, *, batch_size: int, process_index: int, process_count: int,
+                   poisson: Poisson | None = None) -> grain.IterDataset:
+    source = Rows(self.rows(self.config.split))
+    return serve(stream(source, self.config, poisson), self.config, batch_size=batch_size,
+                 process_index=process_index, process_count=process_count, poisson=poisson,
+                 num_examples=len(source))

@@ -17,7 +17,7 @@ from aigc_jax.data import serving
 from aigc_jax.tabular import cohorts
 
 
-class TabularRows:
+class TabularRows(serving.RowsSource):
   """The data source of risk prediction (registered as 'tabular'). `workdir` is accepted and unused: the
   encoder is refitted from the training split, which does not change between starts."""
 
@@ -51,12 +51,3 @@ class TabularRows:
     return {'features': jax.ShapeDtypeStruct((batch_size, len(self.encoder.columns)), np.float32),
             'labels': jax.ShapeDtypeStruct((batch_size, k), np.float32),
             'label_mask': jax.ShapeDtypeStruct((batch_size, k), np.float32)}
-
-  def num_train(self) -> int:
-    """How many rows the training split has (what Poisson sampling draws from)."""
-    return len(serving.Rows(self.rows(self.config.split)))
-
-  def make_dataset(self, *, batch_size: int, process_index: int, process_count: int,
-                   poisson: serving.Poisson | None = None):
-    return serving.serve_rows(self.rows(self.config.split), self.config, batch_size=batch_size,
-                              process_index=process_index, process_count=process_count, poisson=poisson)

@@ -118,7 +118,7 @@ def resolve_tokenizer(config: ml_collections.ConfigDict, workdir: str | None, tr
   return tok
 
 
-class TextRows:
+class TextRows(serving.RowsSource):
   """The data source of the language models (registered as 'text'): packed rows of the training split.
 
   `workdir`: where the run keeps its tokenizer (None: nowhere; a tokenizer trained here is then not kept)."""
@@ -142,18 +142,9 @@ class TextRows:
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     return {k: jax.ShapeDtypeStruct((batch_size, self.config.seq_len), np.int32) for k in KEYS}
 
-  def num_train(self) -> int:
-    """How many rows the training split has (what Poisson sampling draws from)."""
-    return len(serving.Rows(self.rows(self.config.split)))
-
-  def make_dataset(self, *, batch_size: int, process_index: int, process_count: int,
-                   poisson: serving.Poisson | None = None):
-    return serving.serve_rows(self.rows(self.config.split), self.config, batch_size=batch_size,
-                              process_index=process_index, process_count=process_count, poisson=poisson)
 
 
-
-class LabelledText:
+class LabelledText(serving.RowsSource):
   """The data source of the coding tasks (registered as 'text_labels'): one document per row (truncated to
   `seq_len` tokens, padded with segment 0) and its codes as a multi-hot 'labels' [K] float32.
 
@@ -209,12 +200,3 @@ class LabelledText:
     spec = {k: jax.ShapeDtypeStruct((batch_size, self.config.seq_len), np.int32) for k in KEYS}
     spec['labels'] = jax.ShapeDtypeStruct((batch_size, len(self.label_names)), np.float32)
     return spec
-
-  def num_train(self) -> int:
-    """How many rows the training split has (what Poisson sampling draws from)."""
-    return len(serving.Rows(self.rows(self.config.split)))
-
-  def make_dataset(self, *, batch_size: int, process_index: int, process_count: int,
-                   poisson: serving.Poisson | None = None):
-    return serving.serve_rows(self.rows(self.config.split), self.config, batch_size=batch_size,
-                              process_index=process_index, process_count=process_count, poisson=poisson)

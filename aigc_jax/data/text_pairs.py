@@ -90,7 +90,7 @@ def examples(config: ml_collections.ConfigDict) -> dict[str, list[Example]]:
                    'prepared by python -m aigc_jax.prepare_text --target_field=...).')
 
 
-class TextPairs:
+class TextPairs(serving.RowsSource):
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | None = None):
     self.layout = config.get('layout', 'decoder')
@@ -200,12 +200,3 @@ class TextPairs:
     if self.seq2seq:
       spec.update({k: jax.ShapeDtypeStruct((batch_size, self.config.prompt_len), np.int32) for k in SOURCE_KEYS})
     return spec
-
-  def num_train(self) -> int:
-    """How many rows the training split has (what Poisson sampling draws from)."""
-    return len(serving.Rows(self.rows(self.config.split)))
-
-  def make_dataset(self, *, batch_size: int, process_index: int, process_count: int,
-                   poisson: serving.Poisson | None = None):
-    return serving.serve_rows(self.rows(self.config.split), self.config, batch_size=batch_size,
-                              process_index=process_index, process_count=process_count, poisson=poisson)
