@@ -5,7 +5,7 @@ slices it never saw?
 
 Members: `num` slices drawn at random (with --seed) from those the run was actually served — the first
 step × batch_size of its shuffled stream, or, for a differentially private run, every slice its Poisson
-draws included (`privacy.json`). Non-members: the first `num` held-out slices of the run's data (phantom seed
+draws included (`pipeline.trained_indices`: the plan in privacy.json, the seed in privacy_secret). Non-members: the first `num` held-out slices of the run's data (phantom seed
 + 1, or a prepared dataset's test/validation split). Each slice is scored by the task's per-example training
 loss with the run's newest EMA parameters, averaged over `repeats` keys (the loss of a diffusion or noisy-input
 model draws noise). Attacks (`aigc_jax/evals/membership.py`): 'loss' always; 'calibrated' with
@@ -36,7 +36,6 @@ from aigc_jax import experiment  # noqa: E402
 from aigc_jax.core import reporting  # noqa: E402
 from aigc_jax.data import pipeline  # noqa: E402
 from aigc_jax.evals import membership  # noqa: E402
-from aigc_jax.core.privacy import sampling  # noqa: E402
 
 FLAGS = flags.FLAGS
 REFERENCE_SEED_OFFSET = 1000  # reference runs' phantom seeds: apart from the run's (seed) and held-out (seed + 1)
@@ -49,21 +48,6 @@ def define_flags():
   flags.DEFINE_integer('references', 0, 'Reference runs for the calibrated attack (0: the loss attack only).')
   flags.DEFINE_integer('seed', 0, 'Member choice, loss keys and bootstrap seed.')
   flags.DEFINE_string('out', '', 'Output folder (default <workdir>/audit).')
-
-
-def trained_indices(workdir: str, config: ml_collections.ConfigDict, step: int) -> np.ndarray:
-  """Source indices of the training slices the first `step` steps of the run in `workdir` were served."""
-  privacy = os.path.join(workdir, 'privacy.json')
-  if config.get('privacy') and config.privacy.get('enabled'):
-    if not os.path.exists(privacy):
-      raise FileNotFoundError(f'{privacy} not found: a private run writes it at its start; rerun the training '
-                              'command to resume and write it.')
-    with open(privacy) as f:
-      plan = json.load(f)
-    poisson = sampling.Poisson(plan['rate'], plan['capacity'], int(config.seed))
-    n = plan['num_examples']
-    return np.unique(np.concatenate([poisson.draw(t, n) for t in range(step)] + [np.zeros(0, np.int64)]))
-  return np.unique(pipeline.served_indices(config.data, step * int(config.batch_size)))
 
 
 def _check_ct(config: ml_collections.ConfigDict, flag: str) -> None:
@@ -100,7 +84,7 @@ def audit(workdir: str, *, num: int = 512, repeats: int = 4, references: int = 0
                      f'distribution, which only the phantom makes (the run has {config.data.name!r}); use '
                      '--references=0 (the loss attack).')
   rng = np.random.default_rng(seed)
-  trained = trained_indices(workdir, config, step)
+  trained = np.unique(pipeline.trained_indices(workdir, config, step))
   chosen = np.sort(rng.choice(trained, min(num, len(trained)), replace=False))
   members = pipeline.examples_at(config.data, pipeline.make_source(config.data), chosen)
   held_out, held_name = pipeline.held_out_source(config.data, num=num)

@@ -164,12 +164,13 @@ def _reconstruction(workdir: str, real_hu: np.ndarray, seed: int) -> dict:
           'rmse_hu': _mean_ci([quality.rmse(a, b) for a, b in zip(recon, real_hu)], seed)}
 
 
-def audit_indices(config: ml_collections.ConfigDict, step: int, limit: int = 0, seed: int = 0) -> np.ndarray:
-  """Training-source indices of the memorization audit: every distinct example the run was served in its
-  `step` steps (the whole training split once it has passed an epoch; examples never served cannot have
-  been memorized); `limit` > 0 keeps a seeded random `limit` of them, in served order (quicker, may miss a
-  copy)."""
-  served = pipeline.served_indices(config.data, step * config.batch_size)
+def audit_indices(workdir: str, config: ml_collections.ConfigDict, step: int, limit: int = 0, seed: int = 0
+                  ) -> np.ndarray:
+  """Training-source indices of the memorization audit: every distinct example the run in `workdir` was served
+  in its `step` steps (`pipeline.trained_indices`: the whole training split once it has passed an epoch; a
+  private run's Poisson draws; examples never served cannot have been memorized); `limit` > 0 keeps a seeded
+  random `limit` of them, in served order (quicker, may miss a copy)."""
+  served = pipeline.trained_indices(workdir, config, step)
   if limit and limit < len(served):
     served = served[np.sort(np.random.default_rng(seed).choice(len(served), limit, replace=False))]
   if not len(served):
@@ -259,7 +260,7 @@ def evaluate(workdir: str, *, num: int = 256, audit_train: int = 0, copy_ratio: 
   lo, hi = d.window_lo, d.window_hi
   win = lambda x: pipeline.window(x, lo, hi)
 
-  indices = audit_indices(config, step, audit_train, seed)
+  indices = audit_indices(workdir, config, step, audit_train, seed)
   spaces = {'pixels': lambda x: x, **feature_spaces(config, features, inception)}
   queries = np.concatenate([win(hu), win(real)])  # samples, then the reference (its distances for scale)
   q = {k: fn(queries) for k, fn in spaces.items()}

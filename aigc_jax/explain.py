@@ -89,8 +89,9 @@ def explain(workdir: str, *, input_dir: str = '', num: int = 8, max_slices: int 
   if input_dir:
     images, names = input_slices(config, input_dir, max_slices)
   else:
-    batch, _ = pipeline.monitor_examples(config.data, num)
-    images, names = batch['image'], [f'held_out_{i}' for i in range(len(batch['image']))]
+    batch, source = pipeline.monitor_examples(config.data, num)
+    kind = 'training' if 'training split' in source else 'held_out'  # the monitor's fallback says so
+    images, names = batch['image'], [f'{kind}_{i}' for i in range(len(batch['image']))]
   x = jnp.asarray(images)
   num_classes = int(config.task.num_classes)
   if not -1 <= target < num_classes:

@@ -65,6 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.privacy.accountant = 'rdp'       # or 'pld'
   c.privacy.epsilon_budget = 0.0     # > 0: refuse a run whose planned steps would spend more ε
   c.privacy.microbatches = 1         # per-example gradients in this many sequential chunks (memory)
+  c.privacy.secure = True            # noise and draws from a secret seed in <workdir>/privacy_secret, not c.seed
   return c
 
 

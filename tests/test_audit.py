@@ -43,9 +43,11 @@ def test_audit_scores_served_members_against_held_out_slices_with_a_reference_ru
   c.num_steps, c.batch_size, c.checkpoint_every = 4, 8, 4
   work = str(tmp_path / 'run')
   experiment.train_and_evaluate(c, work)
-  served = audit.trained_indices(work, c, 4)
-  np.testing.assert_array_equal(served, np.unique(pipeline.served_indices(c.data, 32)))
+  served = pipeline.trained_indices(work, c, 4)
   assert len(served) == 32  # 4 steps × 8 of 48 slices: less than an epoch, so not every slice is a member
+  # They are the slices the run's 4 batches held (no augmentation in this config), in the order served.
+  held = pipeline.examples_at(c.data, pipeline.make_source(c.data), served)['image'][..., 0]
+  np.testing.assert_array_equal(held, pipeline.first_images(c.data, 32, c.batch_size))
   report = audit.audit(work, num=16, repeats=1, references=1, out_dir=str(tmp_path / 'audit'))
   assert report['members'] == '16 of the 32 training slices served'
   assert report['nonmembers'].startswith('16 of phantom_ct seed 7001')

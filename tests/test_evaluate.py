@@ -104,9 +104,9 @@ def test_audit_covers_the_training_split_and_flags_a_copy_of_one_of_two_adjacent
   train += [{'image': rng.normal(0.0, 300.0, (SIZE, SIZE)), 'patient': p} for p in range(20, 26)]
   _write(tmp_path, 'vols', {'train': train, 'test': _slices(1, 2)})
   c = _run_config(tmp_path, 'vols')
-  indices = evaluate.audit_indices(c, step=4)  # 4 steps of batch 8 served every one of the 8 slices
+  indices = evaluate.audit_indices('', c, step=4)  # 4 steps of batch 8 served every one of the 8 slices
   assert sorted(indices.tolist()) == list(range(8))
-  assert len(evaluate.audit_indices(c, step=4, limit=5)) == 5
+  assert len(evaluate.audit_indices('', c, step=4, limit=5)) == 5
   lo, hi = c.data.window_lo, c.data.window_hi
   copy = pipeline.window(body + rng.normal(0, 20, body.shape), lo, hi)
   fresh = pipeline.window(rng.normal(0.0, 300.0, (SIZE, SIZE)), lo, hi)
@@ -126,14 +126,14 @@ def test_audit_covers_the_training_split_and_flags_a_copy_of_one_of_two_adjacent
 
 def test_phantom_audit_set_is_what_the_run_was_served():
   c = ct.get_config('test')  # the phantom's nominal epoch is 2^20: 2 steps of 8 served 16 of them
-  indices = evaluate.audit_indices(c, step=2)
+  indices = evaluate.audit_indices('', c, step=2)
   assert len(set(indices.tolist())) == 16
   served = pipeline.first_images(c.data, 16, c.batch_size)
   np.testing.assert_array_equal(np.concatenate([x for x, _ in pipeline.training_examples(c.data, indices)]),
                                 served)
   groups = np.concatenate([g for _, g in pipeline.training_examples(c.data, indices)])
   np.testing.assert_array_equal(groups, indices)  # independent slices: each is its own group
-  subset = evaluate.audit_indices(c, step=2, limit=5, seed=1)
+  subset = evaluate.audit_indices('', c, step=2, limit=5, seed=1)
   assert len(subset) == 5 and set(subset.tolist()) <= set(indices.tolist())
 
 

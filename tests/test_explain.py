@@ -42,7 +42,7 @@ def test_attributions_keep_their_promises_on_closed_form_scores():
     attribution.occlusion(lin, x, base, patch=3)
 
 
-def test_sanity_checks_catch_a_map_that_ignores_the_model_and_rank_a_faithful_one_first():
+def test_a_faithful_map_beats_a_random_order_and_changes_with_the_weights():
   w, x, base = _linear()
   prob = lambda xx: jax.nn.sigmoid(jnp.sum(xx * w, axis=(1, 2, 3)))
   faithful = np.asarray(x * w)
@@ -50,8 +50,6 @@ def test_sanity_checks_catch_a_map_that_ignores_the_model_and_rank_a_faithful_on
   d_f, i_f = attribution.deletion_insertion(prob, np.asarray(x), faithful, np.asarray(base))
   d_r, i_r = attribution.deletion_insertion(prob, np.asarray(x), rnd, np.asarray(base))
   assert np.all(d_f < d_r) and np.all(i_f > i_r)
-  # An "explanation" that is the input itself (edge-detector-like) is the same for any weights: ρ = 1.
-  assert np.allclose(attribution.rank_correlation(np.asarray(x), np.asarray(x)), 1.0)
   other = np.asarray(x * jnp.asarray(np.random.default_rng(2).normal(size=w.shape), jnp.float32))
   assert np.all(attribution.rank_correlation(faithful, other) < 0.8)
   pic = attribution.overlay(np.asarray(x[0]), faithful[0])

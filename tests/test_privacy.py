@@ -15,6 +15,7 @@ import pytest
 from aigc_jax import experiment
 from aigc_jax import registry
 from aigc_jax.core import train
+from aigc_jax.data import pipeline
 from aigc_jax.data import serving
 from aigc_jax.imaging import export
 from aigc_jax.core.privacy import accountant
@@ -104,16 +105,17 @@ def test_without_noise_or_clipping_it_is_the_ordinary_gradient_of_a_real_task():
 
 
 def test_noise_has_std_sigma_c_over_the_batch_and_padding_cannot_poison_the_sum():
-  class Zero:  # zero gradient: what comes out is the noise alone; a non-finite loss on padding rows
+  class Zero:  # d/dw = log(x): 0 on the drawn rows (x = 1), nan and -inf on the padding rows (x = -1, 0)
     def per_example_loss(self, params, batch, rng):
       del rng
-      return jnp.sum(params['w']) * 0.0 + jnp.log(batch['x']), {}
+      return jnp.sum(params['w']) * jnp.log(batch['x']), {}
   params = {'w': jnp.zeros((200, 100))}
   batch = {'x': jnp.array([1.0, 1.0, -1.0, 0.0]), sampling.WEIGHT_KEY: jnp.array([1.0, 1.0, 0.0, 0.0])}
-  grads, _ = dp_sgd.private_grads(params, batch, jax.random.PRNGKey(0), task=Zero(), clip_norm=2.0,
-                                  noise_multiplier=1.5, expected_batch=4)
+  grads, metrics = dp_sgd.private_grads(params, batch, jax.random.PRNGKey(0), task=Zero(), clip_norm=2.0,
+                                        noise_multiplier=1.5, expected_batch=4)
   g = np.asarray(grads['w'])
-  assert np.all(np.isfinite(g))  # the rows of log(-1) and log(0) were padding
+  # A product with the weight would give nan · 0 = nan here: the padding rows must be selected away.
+  assert np.all(np.isfinite(g)) and np.isfinite(float(metrics['loss']))
   # 20,000 draws: the sample std is within 3 % of σC/B = 0.75 with probability > 0.9999.
   assert g.std() == pytest.approx(1.5 * 2.0 / 4, rel=0.03) and abs(g.mean()) < 0.02
 
@@ -188,8 +190,10 @@ def test_poisson_batches_include_each_example_with_probability_q_whatever_the_pr
     sizes.append(len(drawn))
     if t < 3:
       first.append(b)
-  # Each example's count is Binomial(400, 0.1): mean 40, sd 6; over 200 examples the mean is within 4 sd/√200.
+  # Each example's count is Binomial(400, 0.1): mean 40, sd 6; over 200 examples the mean is within 4 sd/√200,
+  # the sample variance (36, sd ≈ 3.6) within 3 of its sds, and no example far out (a bias toward some indices).
   assert abs(counts.mean() - steps * q) < 4 * 6 / math.sqrt(n)
+  assert 25 < counts.var(ddof=1) < 47 and 15 < counts.min() and counts.max() < 65
   assert np.std(sizes) > 2 and abs(np.mean(sizes) - n * q) < 1.0  # a variable batch: Binomial(200, 0.1)
   saved = it.get_state()
   nxt = next(it)
@@ -224,6 +228,19 @@ def test_private_run_through_the_trainer_logs_epsilon_and_refuses_what_it_cannot
   files = export.write_dicom_series(np.zeros((1, 8, 8)), str(tmp_path / 'dicom'), pixel_mm=1.0, description=line)
   assert f'({eps[2]:.3g}, ' in str(pydicom.dcmread(files[0]).ImageComments)
   assert 'DP-SGD' not in export.provenance(str(tmp_path / 'nowhere'), 2, c.to_json_best_effort())
+
+  # The run's seed is a secret kept beside it (mode 0600), not config.seed; the audit's members follow from it.
+  secret = tmp_path / 'dp' / accountant.SECRET
+  assert secret.exists() and (secret.stat().st_mode & 0o777) == 0o600
+  drawn = pipeline.trained_indices(str(tmp_path / 'dp'), c, 4)
+  poisson = sampling.Poisson(record['rate'], record['capacity'], int(secret.read_text()))
+  np.testing.assert_array_equal(drawn, np.unique(np.concatenate([poisson.draw(t, 128) for t in range(4)])))
+  public = sampling.Poisson(record['rate'], record['capacity'], c.seed)  # what config.json would give away
+  assert not all(np.array_equal(public.draw(t, 128), poisson.draw(t, 128)) for t in range(4))
+  again = c.copy_and_resolve_references()
+  again.num_steps, again.privacy.noise_multiplier = 6, 2.0
+  with pytest.raises(ValueError, match='earlier steps ran with noise_multiplier=1.0'):
+    experiment.train_and_evaluate(again, str(tmp_path / 'dp'))  # resuming with another mechanism
 
   budget = c.copy_and_resolve_references()
   budget.privacy.epsilon_budget = 0.5

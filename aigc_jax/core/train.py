@@ -16,6 +16,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -99,8 +100,31 @@ def privacy_plan(config: ml_collections.ConfigDict, task: Any, data: Any, mesh: 
   except NotImplementedError:
     raise ValueError(f'config.privacy.enabled: the task {config.task.name!r} has no per-example loss, which '
                      'DP-SGD clips per example; train it without config.privacy.') from None
-  multiple = math.lcm(mesh.shape['data'] * mesh.shape['fsdp'], jax.process_count())
+  # The capacity divides over the data-parallel devices, the processes and the sequential chunks.
+  multiple = math.lcm(mesh.shape['data'] * mesh.shape['fsdp'], jax.process_count(), int(p.get('microbatches', 1)))
   return accountant.make_plan(config, num_examples=int(data.num_train()), multiple=multiple)
+
+
+def _run_seed(workdir: str, config: ml_collections.ConfigDict) -> int:
+  """A private run's seed (`accountant.run_seed`): process 0 makes the secret, the others read it after it."""
+  if jax.process_index() == 0:
+    accountant.run_seed(workdir, config, create=True)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('privacy_secret')
+  return accountant.run_seed(workdir, config)
+
+
+def _sources(config: ml_collections.ConfigDict) -> dict[str, str]:
+  """What a private run takes from elsewhere, which its ε does not cover: it must come from public data."""
+  out = {}
+  if config.get('init_from'):
+    out['init_from'] = str(config.init_from)
+  if config.task.get('autoencoder'):
+    out['task.autoencoder'] = str(config.task.autoencoder)
+  if 'tokenizer' in config.data:
+    out['tokenizer'] = str(config.data.tokenizer or config.get('init_from') or
+                           'trained on this run\'s training split: not covered by ε')
+  return out
 
 
 def _setup(config: ml_collections.ConfigDict, task: Any, data: Any) -> _Setup:
@@ -186,13 +210,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, task:
   evaluators = evaluators or {}
   s = _setup(config, task, data)
   batch_sharding, step_fn = s.batch_sharding, s.step_fn
-  rng = jax.random.PRNGKey(config.seed)
+  plan = s.plan
+  seed = _run_seed(workdir, config) if plan else int(config.seed)
+  # A private run's keys (its noise, its examples' draws) and Poisson draws come from that seed: a secret unless
+  # config.privacy.secure is off. Two 32-bit halves: PRNGKey keeps only the low one of a larger int.
+  rng = jax.random.fold_in(jax.random.PRNGKey(seed & 0xFFFFFFFF), seed >> 32) if plan else jax.random.PRNGKey(seed)
   # Runs once: XLA's backend optimizations cost more (seconds of LLVM on the threefry bits) than they save.
   init_jit = jax.jit(s.init_fn, out_shardings=s.state_shardings,
                      compiler_options={'xla_backend_optimization_level': 0})
 
-  plan = s.plan
-  poisson = {'poisson': sampling.Poisson(plan.rate, plan.capacity, config.seed)} if plan else {}
+  poisson = {'poisson': sampling.Poisson(plan.rate, plan.capacity, seed)} if plan else {}
   data_iter = iter(data.make_dataset(batch_size=plan.capacity if plan else config.batch_size,
                                      process_index=jax.process_index(), process_count=jax.process_count(),
                                      **poisson))
@@ -212,12 +239,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, task:
     task.check_params(state.params)
   # Written once the checkpoints are known to fit this config: a mismatched rerun must not overwrite the
   # config.json that `aigc_jax.sample` and `evaluate` rebuild the existing checkpoints' model from.
+  if plan:  # the guarantee the run was planned to give, beside the config it came from
+    record = {**plan.record(), 'taken_from_elsewhere': _sources(config)}
+    if not plan.secure:
+      record['seed'] = int(config.seed)
+    accountant.check_resume(record, accountant.read_record(workdir) if int(state.step) else None)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=1))
-    if plan:  # the guarantee the run was planned to give, beside the config it came from
+    if plan:
       with open(os.path.join(workdir, accountant.RECORD), 'w') as f:
-        json.dump(plan.record(), f, indent=1)
+        json.dump(record, f, indent=1)
   start_step = int(state.step)
   reporting.log(f'{how} at step {start_step}; {s.num_params:,} parameters; mesh {dict(s.mesh.shape)}; '
                   f'{jax.device_count()} {jax.devices()[0].platform} devices, {jax.process_count()} processes.')

@@ -21,6 +21,8 @@ import ml_collections
 import numpy as np
 from scipy import ndimage
 
+from aigc_jax.core.privacy import accountant
+from aigc_jax.core.privacy import sampling
 from aigc_jax.imaging import acquisition
 from aigc_jax.imaging import geometry
 from aigc_jax.data import phantom
@@ -286,6 +288,26 @@ def served_indices(config: ml_collections.ConfigDict, num_served: int) -> np.nda
   if config.shuffle:
     order = order.shuffle(seed=config.seed)  # as make_dataset: the first epoch is this permutation
   return np.array([order[i] for i in range(num_served)], np.int64)
+
+
+def trained_indices(workdir: str, config: ml_collections.ConfigDict, step: int) -> np.ndarray:
+  """Source indices of the distinct training examples the first `step` steps of the run in `workdir` (with
+  run config `config`) were served: the shuffled stream's first step × batch_size (`served_indices`), or, for
+  a private run, every example one of its Poisson draws included (its plan and seed read from the workdir)."""
+  if not (config.get('privacy') and config.privacy.get('enabled')):
+    return served_indices(config.data, step * int(config.batch_size))
+  record = accountant.read_record(workdir)
+  if record is None:
+    raise FileNotFoundError(f'{os.path.join(workdir, accountant.RECORD)} not found: a private run writes it at '
+                            'its start; rerun the training command to resume and write it.')
+  poisson = sampling.Poisson(record['rate'], record['capacity'], accountant.run_seed(workdir, config))
+  n = int(record['num_examples'])
+  seen = np.zeros(n, bool)
+  for t in range(step):
+    seen[poisson.draw(t, n)] = True
+    if seen.all():  # a long run covers every example early: the rest of its draws change nothing
+      break
+  return np.flatnonzero(seen)
 
 
 def example_groups(config: ml_collections.ConfigDict) -> str:

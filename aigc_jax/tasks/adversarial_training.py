@@ -38,6 +38,7 @@ class AdversarialTraining(task.Task):
     self.eps = attacks.window_units(adv.eps_hu, config.data.window_lo, config.data.window_hi)
     self.steps, self.beta = int(adv.steps), float(adv.get('beta', 6.0))
     self.frozen = getattr(inner, 'frozen', ())
+    self.new_heads = getattr(inner, 'new_heads', ())
 
   def init(self, rng, batch):
     return self.inner.init(rng, batch)

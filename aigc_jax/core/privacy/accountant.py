@@ -2,12 +2,22 @@
 
   config.privacy.enabled = True
   config.privacy.clip_norm = 1.0          # C: each example's gradient is scaled to norm ≤ C
-  config.privacy.noise_multiplier = 1.1   # σ: Gaussian noise of std σC on the summed gradient, once per step
+  config.privacy.noise_multiplier = 1.0   # σ: Gaussian noise of std σC on the summed gradient, once per step
   config.privacy.target_epsilon = 0.0     # > 0 (with noise_multiplier 0): σ is computed to reach it at num_steps
   config.privacy.delta = 1e-5             # δ; must be below 1 / (training examples)
   config.privacy.accountant = 'rdp'       # 'rdp' (Rényi DP, Mironov 2017) or 'pld' (privacy loss distributions)
   config.privacy.epsilon_budget = 0.0     # > 0: refuse a run whose planned steps would spend more ε
   config.privacy.microbatches = 1         # per-example gradients in this many sequential chunks (memory)
+  config.privacy.secure = True            # the noise and the draws from a secret seed (privacy_secret), not
+                                          # config.seed: DP assumes an adversary cannot recompute them
+
+The unit of privacy is one training example as the data source serves it: a CT slice, a packed text row, a
+patient row of a cohort. Several slices of one patient are several examples; a per-patient guarantee is
+only group privacy (k slices: roughly kε). The guarantee covers what is computed from the noisy gradients —
+parameters, checkpoints' params, exports — not the training-batch metrics logged beside them (loss, accuracy,
+the drawn batch's size: computed on private examples without noise), nor what the run takes from elsewhere
+(`init_from` weights, a frozen autoencoder, a tokenizer or feature encoder fitted on the training split), which
+must come from public data; privacy.json records those sources.
 
 The mechanism accounted is the Poisson-subsampled Gaussian mechanism composed over the steps: each step
 includes every training example independently with probability q = batch_size / N (`data/serving.Poisson`),
@@ -95,6 +105,7 @@ class Plan:
   delta: float
   steps: int
   kind: str
+  secure: bool = True
 
   def epsilon(self, step: int) -> float:
     """ε at δ spent by the first `step` steps."""
@@ -106,15 +117,17 @@ class Plan:
 
   def record(self) -> dict:
     """What the run's provenance (privacy.json) keeps."""
-    return {**dataclasses.asdict(self), 'sampling': 'poisson', 'epsilon': self.epsilon(self.steps),
+    return {**dataclasses.asdict(self), 'sampling': 'poisson', 'unit': 'one training example (row) of the source',
+            'epsilon': self.epsilon(self.steps),
             'overflow_probability': self.overflow, 'delta_total': self.delta + self.overflow,
             'accountant_library': f'dp_accounting ({self.kind})'}
 
   def summary(self) -> str:
-    return (f'DP-SGD: Poisson sampling q={self.rate:.4g} of {self.num_examples:,} examples (expected batch '
-            f'{self.expected_batch}, padded to {self.capacity}), clip C={self.clip_norm:g}, noise σ='
+    return (f'DP-SGD (per training example): Poisson sampling q={self.rate:.4g} of {self.num_examples:,} examples '
+            f'(expected batch {self.expected_batch}, padded to {self.capacity}), clip C={self.clip_norm:g}, noise σ='
             f'{self.noise_multiplier:.4g}; after {self.steps:,} steps ε={self.epsilon(self.steps):.3g} at '
-            f'δ={self.delta:g} ({self.kind}; capacity overflow adds ≤ {self.overflow:.1e} to δ).')
+            f'δ={self.delta:g} ({self.kind}; capacity overflow adds ≤ {self.overflow:.1e} to δ)'
+            + ('.' if self.secure else '; NOT SECURE: the noise and draws follow from config.seed.'))
 
 
 def make_plan(config: ml_collections.ConfigDict, *, num_examples: int, multiple: int) -> Plan:
@@ -141,7 +154,7 @@ def make_plan(config: ml_collections.ConfigDict, *, num_examples: int, multiple:
   elif sigma <= 0:
     raise ValueError('config.privacy.enabled needs noise: set noise_multiplier > 0 or target_epsilon > 0.')
   plan = Plan(num_examples, rate, batch, capacity(num_examples, rate, multiple, steps, float(p.delta)),
-              float(p.clip_norm), sigma, float(p.delta), steps, p.accountant)
+              float(p.clip_norm), sigma, float(p.delta), steps, p.accountant, bool(p.get('secure', True)))
   if p.epsilon_budget > 0:
     eps = plan.epsilon(steps)
     if eps > p.epsilon_budget:
@@ -152,6 +165,36 @@ def make_plan(config: ml_collections.ConfigDict, *, num_examples: int, multiple:
 
 
 RECORD = 'privacy.json'  # in a private run's workdir, written by the trainer at its start
+SECRET = 'privacy_secret'  # a secure private run's seed, mode 0600: never part of what is released
+FIXED = ('num_examples', 'rate', 'clip_norm', 'noise_multiplier', 'delta', 'kind', 'secure')  # across resumes
+
+
+def run_seed(workdir: str, config: ml_collections.ConfigDict, *, create: bool = False) -> int:
+  """The seed of a private run's keys and Poisson draws: config.seed when `config.privacy.secure` is off,
+  else a 64-bit secret from os.urandom kept in <workdir>/privacy_secret (made here when `create`)."""
+  if not config.privacy.get('secure', True):
+    return int(config.seed)
+  path = os.path.join(workdir, SECRET)
+  if not os.path.exists(path):
+    if not create:
+      raise FileNotFoundError(f'{path} not found: a secure private run keeps its seed there (config.privacy.'
+                              'secure); without it its draws cannot be recomputed.')
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, 'w') as f:
+      f.write(str(int.from_bytes(os.urandom(8), 'little')))
+  with open(path) as f:
+    return int(f.read().strip())
+
+
+def check_resume(record: dict, previous: dict | None) -> None:
+  """Refuses to go on with another mechanism than the one a run's earlier steps used: its ε would be wrong."""
+  if previous is None:
+    return
+  changed = [k for k in FIXED if previous.get(k) != record.get(k)]
+  if changed:
+    raise ValueError(f'config.privacy: this workdir\'s earlier steps ran with {", ".join(f"{k}={previous.get(k)}" for k in changed)} '
+                     f'(its {RECORD}); now {", ".join(f"{k}={record.get(k)}" for k in changed)}. One run must keep one '
+                     'mechanism for its ε to hold: resume with the earlier settings, or start a new workdir.')
 
 
 def read_record(workdir: str) -> dict | None:
@@ -166,6 +209,7 @@ def read_record(workdir: str) -> dict | None:
 def statement(record: dict, step: int) -> str:
   """One line of what the parameters of `step` promise: what exports, reports and `evaluate` carry."""
   eps = epsilon(record['rate'], record['noise_multiplier'], step, record['delta'], record['kind'])
-  return (f'DP-SGD: ({eps:.3g}, {record["delta_total"]:.2g})-DP at step {step} ({record["kind"]}; Poisson q='
-          f'{record["rate"]:.3g}, sigma={record["noise_multiplier"]:.3g}, C={record["clip_norm"]:g}, '
-          f'{record["num_examples"]} examples)')
+  return (f'DP-SGD: ({eps:.3g}, {record["delta_total"]:.2g})-DP per training example at step {step} '
+          f'({record["kind"]}; Poisson q={record["rate"]:.3g}, sigma={record["noise_multiplier"]:.3g}, '
+          f'C={record["clip_norm"]:g}, {record["num_examples"]} examples'
+          + ('' if record.get('secure', True) else '; not secure: noise from config.seed') + ')')
