@@ -154,7 +154,7 @@ def make_plan(config: ml_collections.ConfigDict, *, num_examples: int, multiple:
   elif sigma <= 0:
     raise ValueError('config.privacy.enabled needs noise: set noise_multiplier > 0 or target_epsilon > 0.')
   plan = Plan(num_examples, rate, batch, capacity(num_examples, rate, multiple, steps, float(p.delta)),
-              float(p.clip_norm), sigma, float(p.delta), steps, p.accountant, bool(p.get('secure', True)))
+              float(p.clip_norm), sigma, float(p.delta), steps, p.accountant, bool(p.get('secure', False)))
   if p.epsilon_budget > 0:
     eps = plan.epsilon(steps)
     if eps > p.epsilon_budget:
@@ -170,9 +170,10 @@ FIXED = ('num_examples', 'rate', 'clip_norm', 'noise_multiplier', 'delta', 'kind
 
 
 def run_seed(workdir: str, config: ml_collections.ConfigDict, *, create: bool = False) -> int:
-  """The seed of a private run's keys and Poisson draws: config.seed when `config.privacy.secure` is off,
-  else a 64-bit secret from os.urandom kept in <workdir>/privacy_secret (made here when `create`)."""
-  if not config.privacy.get('secure', True):
+  """The seed of a private run's keys and Poisson draws: config.seed when `config.privacy.secure` is off (or
+  absent: a run from before it existed), else a 64-bit secret from os.urandom kept in
+  <workdir>/privacy_secret (made here when `create`)."""
+  if not config.privacy.get('secure', False):
     return int(config.seed)
   path = os.path.join(workdir, SECRET)
   if not os.path.exists(path):
@@ -212,4 +213,4 @@ def statement(record: dict, step: int) -> str:
   return (f'DP-SGD: ({eps:.3g}, {record["delta_total"]:.2g})-DP per training example at step {step} '
           f'({record["kind"]}; Poisson q={record["rate"]:.3g}, sigma={record["noise_multiplier"]:.3g}, '
           f'C={record["clip_norm"]:g}, {record["num_examples"]} examples'
-          + ('' if record.get('secure', True) else '; not secure: noise from config.seed') + ')')
+          + ('' if record.get('secure', False) else '; not secure: noise from config.seed') + ')')
