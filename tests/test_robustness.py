@@ -89,6 +89,8 @@ def test_robustness_evaluator_scores_clean_and_attacked_held_out_slices():
 
 def test_restoration_robustness_measures_dose_shift_and_perturbation():
   c = ct_denoise.get_config('test')
+  c.evals.shift = ml_collections.ConfigDict({'type': 'restoration_robustness', 'every': 0, 'num': 4, 'batch': 4,
+                                             'steps': 2, 'dose_fractions': (0.1, 0.5, 1.0), 'linf_hu': (5.0, 10.0)})
   task = registry.build_task(c)
   data = registry.build_data(c)
   spec = data.batch_spec(1)
