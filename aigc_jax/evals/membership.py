@@ -12,6 +12,8 @@ positives (the attacks that matter are the confident ones), each with a bootstra
 examples. AUC 0.5 is chance.
 """
 
+import functools
+
 import jax
 import numpy as np
 
@@ -63,13 +65,19 @@ def attack_report(members: np.ndarray, nonmembers: np.ndarray, *, boots: int = 2
   return out
 
 
+@functools.lru_cache(maxsize=8)
+def _loss_fn(task):
+  """The task's jitted per-example loss, one per task: members and non-members (same shapes) share a compile."""
+  return jax.jit(lambda p, b, k: task.per_example_loss(p, b, k)[0])
+
+
 def per_example_losses(task, params, batch: dict[str, np.ndarray], *, key: jax.Array, repeats: int = 1,
                        chunk: int = 128) -> np.ndarray:
   """[N] the task's per-example loss of each row of `batch`, averaged over `repeats` keys (the same keys for
   every example and every model, so target and reference losses are comparable), in fixed-size chunks."""
   n = len(next(iter(batch.values())))
   size = min(chunk, n)
-  fn = jax.jit(lambda p, b, k: task.per_example_loss(p, b, k)[0])
+  fn = _loss_fn(task)
   out = np.zeros(n)
   for r in range(repeats):
     k = jax.random.fold_in(key, r)
