@@ -35,9 +35,10 @@ def _ssim_maps(x, y, data_range, sigma=1.5):
   return (2 * mx * my + c1) / (mx * mx + my * my + c1) * cs, cs
 
 
-def ssim(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
-  """Mean structural similarity of two 2-D images (Wang et al. 2004)."""
-  return float(np.mean(_ssim_maps(x, y, data_range)[0]))
+def ssim(x: np.ndarray, y: np.ndarray, data_range: float, mask: np.ndarray | None = None) -> float:
+  """Mean structural similarity of two 2-D images (Wang et al. 2004), over `mask` where given (e.g. the body)."""
+  m = _ssim_maps(x, y, data_range)[0]
+  return float(np.mean(m if mask is None else m[mask]))
 
 
 def ms_ssim(x: np.ndarray, y: np.ndarray, data_range: float) -> float:
