@@ -18,6 +18,13 @@ Output, `--output/series_<n>/IMG<k>.dcm` or `--output/volume_<n>.nii.gz`:
   NIfTI  the same voxel grid, affine, qform/sform codes and data type, in the input's voxel order, in a
          header written fresh (nothing else of the input's header: no extensions or text fields).
 `--output/denoise_report.json` numbers inputs by their place in `find INPUT -type f | sort`, never by name.
+
+Noise: for each series the noise it estimates (`denoisers.noise_sigma_hu` in the body, the median over its
+slices: an index of the level, comparable between scans) beside the range of the same index over the doses the
+model was trained at (a 300 mm water cylinder scanned on the run's grid at its lowest and highest training
+dose), with a warning in the report and on the console when the series lies far outside it (below half the
+lowest or above 1.5× the highest): a denoiser trained for quarter-dose noise does little for a noisier scan and
+may smooth a cleaner one.
 """
 
 import json
@@ -31,16 +38,13 @@ runtime.apply(__name__)  # before jax is imported; a command re-executes itself 
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from aigc_jax.imaging import export  # noqa: E402
 from aigc_jax.core import reporting  # noqa: E402
-from aigc_jax import experiment  # noqa: E402
-from aigc_jax.core import workdir as workdir_lib  # noqa: E402
 from aigc_jax.imaging import deid  # noqa: E402
-from aigc_jax.data import pipeline  # noqa: E402
 from aigc_jax.imaging import scans  # noqa: E402
+from aigc_jax.restorer import Denoiser  # noqa: E402
 
 FLAGS = flags.FLAGS
 CT_IMAGE_STORAGE = '1.2.840.10008.5.1.4.1.1.2'
@@ -50,34 +54,6 @@ def define_flags():
   flags.DEFINE_string('input', None, 'Folder of DICOM series and/or NIfTI volumes (CT, HU).')
   flags.DEFINE_string('output', None, 'Folder to write the denoised series and volumes to.')
   flags.DEFINE_integer('batch', 8, 'Slices per model call.')
-
-
-class Denoiser:
-  """The latest EMA parameters of a restoration run, as a function of HU slices [N, H, W] → HU."""
-
-  def __init__(self, workdir: str):
-    name = workdir_lib.load_config(workdir).task.name
-    if name != 'restoration':
-      raise ValueError(f'--workdir={workdir!r} trained a {name!r} task; give a restoration run '
-                       '(python -m aigc_jax.main --config=configs/ct_denoise.py ...).')
-    self.config, self.task, self.params, self.step = experiment.load_run(workdir)
-    self.pixel_mm = pipeline.pixel_mm(self.config.data)
-    self.description = export.provenance(workdir, self.step, self.config.to_json_best_effort())
-    self._restore = jax.jit(lambda p, x: self.task.predict(p, {'low_dose': x}))
-    self._multiple = 2 ** len(self.config.model.get('channels', ())) if self.config.model.name == \
-        'conv_autoencoder' else 1
-
-  def __call__(self, hu: np.ndarray, batch: int = 8) -> np.ndarray:
-    lo, hi = self.config.data.window_lo, self.config.data.window_hi
-    n, h, w = hu.shape
-    m = self._multiple  # strided encoders need sides divisible by their total stride: pad, then crop
-    ph, pw = -h % m, -w % m
-    x = pipeline.window(hu, lo, hi)
-    xp = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode='edge')[..., None]
-    out = np.concatenate([np.asarray(self._restore(self.params, xp[i:i + batch])) for i in range(0, n, batch)])
-    correction = (out[:, :h, :w, 0] - x) * (hi - lo) / 2.0
-    inside = (hu > lo) & (hu < hi)
-    return np.where(inside, hu + correction, hu).astype(np.float32)
 
 
 def _write_dicom(denoiser, files, series, hu_out, folder, surrogates, number):
@@ -189,13 +165,17 @@ def denoise(workdir: str, input_dir: str, output: str, batch: int = 8) -> dict:
       leave_out(n, s, str(e) if isinstance(e, scans.Skip) else f'could not be written ({type(e).__name__})')
       continue
     spacing = s.spacing[0]
-    note = ''
+    notes = []
     if spacing and not 0.5 <= spacing / denoiser.pixel_mm <= 2.0:
-      note = (f'pixel spacing {spacing:.2f} mm vs {denoiser.pixel_mm:.2f} mm in training: the noise texture '
-              'differs, check the result')
-    done.append({'kind': s.kind, 'input_files': s.files, 'slices': int(len(hu)),
-                 'mean_abs_change_hu': float(np.mean(np.abs(out - hu))), **({'note': note} if note else {})})
+      notes.append(f'pixel spacing {spacing:.2f} mm vs {denoiser.pixel_mm:.2f} mm in training: the noise texture '
+                   'differs, check the result')
+    index, warning = denoiser.noise_note(hu)
+    notes += [warning] if warning else []
+    done.append({'kind': s.kind, 'input_files': s.files, 'slices': int(len(hu)), 'noise_index_hu': index,
+                 'mean_abs_change_hu': float(np.mean(np.abs(out - hu))), **({'note': '; '.join(notes)} if notes else {})})
+  trained = denoiser.trained_noise
   report = {'workdir': os.path.abspath(workdir), 'step': denoiser.step, 'model': denoiser.description,
+            'trained_noise_index_hu': list(trained) if trained else None,
             'written': done, 'problems': problems, 'skipped_files': {str(i): r for i, r in sorted(skipped.items())}}
   with open(os.path.join(output, 'denoise_report.json'), 'w') as f:
     json.dump(report, f, indent=1)
@@ -206,9 +186,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   r = denoise(FLAGS.workdir, FLAGS.input, FLAGS.output, FLAGS.batch)
+  trained = r['trained_noise_index_hu']
+  print('trained for noise index ' + (f'{trained[0]:.1f}–{trained[1]:.1f} HU (aigc_jax/imaging/denoisers.py)'
+                                      if trained else 'unknown (a prepared dataset\'s own doses)'))
   for n, d in enumerate(r['written']):
-    print(f'{d["kind"]} {n}: {d["slices"]} slices, mean |change| {d["mean_abs_change_hu"]:.1f} HU'
-          + (f' ({d["note"]})' if 'note' in d else ''))
+    print(f'{d["kind"]} {n}: {d["slices"]} slices, noise index {d["noise_index_hu"]:.1f} HU, mean |change| '
+          f'{d["mean_abs_change_hu"]:.1f} HU' + (f' (WARNING: {d["note"]})' if 'note' in d else ''))
   print(f'{len(r["written"])} written to {FLAGS.output}; {len(r["skipped_files"])} files skipped, '
         f'{len(r["problems"])} problems (see denoise_report.json)')
   if not r['written']:

@@ -108,6 +108,15 @@ def ct_data(size: int) -> ml_collections.ConfigDict:
   d.full_dose = 1.25e9           # clinical full dose (σ ≈ 15 HU); acquisition.FULL_DOSE
   d.low_dose_fraction = 0.25     # the low-dose input: a quarter of full dose (σ ≈ 30 HU, Mayo LDCT-like)
   d.fov_mm = 400.0               # field of view: the pixel size of the projection geometry
+  # Clinical-scale restoration (aigc_jax/data/ct_bank.py): with patch_size > 0 and pairs, training examples are
+  # patch_size² crops of image_size² slices scanned once into a cached bank, at doses drawn from dose_fractions.
+  d.patch_size = 0               # 0: whole slices, scanned per example
+  d.dose_fractions = ()          # (lo, hi) fractions of full_dose, drawn log-uniformly; () = low_dose_fraction
+  d.bank_slices = 64             # phantom slices scanned into the training bank (seed)
+  d.bank_held_out_slices = 4     # ... into the held-out bank (seed + 1) the evaluators measure on
+  d.bank_noise_draws = 2         # quantum-noise images per banked slice
+  d.bank_workers = 2             # processes scanning the bank (about 6 s per 512² slice each)
+  d.cache_dir = '~/.cache/aigc_jax'  # where banks are kept, under ct_bank/<hash of what fixes them>
   # A prepared dataset: name = 'tfds:<name>' (python -m aigc_jax.prepare --output=<data_dir>).
   d.data_dir = ''
   d.split = 'train'

@@ -13,6 +13,7 @@ from aigc_jax import evaluate
 from aigc_jax import models
 from aigc_jax import experiment
 from aigc_jax import registry
+from aigc_jax.imaging import acquisition
 from configs import ct_denoise
 
 
@@ -34,10 +35,19 @@ def test_restoration_models_map_images_to_images():
   assert out.shape == x.shape and float(jnp.max(jnp.abs(out))) <= 1.0
 
 
-def test_denoiser_trains_on_dose_pairs_and_is_evaluated_beside_the_input(tmp_path):
+@pytest.fixture(scope='module')
+def denoise_run(tmp_path_factory):
+  """One trained test run shared by this module's tests (training it is the costly part)."""
+  run = tmp_path_factory.mktemp('denoise_run')
   c = ct_denoise.get_config('test')
   c.log_every = 1
-  experiment.train_and_evaluate(c, str(tmp_path))
+  c.data.cache_dir = str(tmp_path_factory.mktemp('bank'))
+  experiment.train_and_evaluate(c, str(run))
+  return run
+
+
+def test_denoiser_trains_on_dose_pairs_and_is_evaluated_beside_the_input(denoise_run):
+  tmp_path = denoise_run
   report = evaluate.evaluate_restoration(str(tmp_path), num=8)
   for name in ('low_dose_input', 'restored'):
     assert set(report[name]) == {'psnr_db', 'ssim', 'rmse_hu'}
@@ -60,7 +70,7 @@ def test_denoiser_trains_on_dose_pairs_and_is_evaluated_beside_the_input(tmp_pat
     registry.build_task(bad)
 
 
-def test_denoise_applies_a_trained_run_to_dicom_and_nifti_keeping_geometry_and_no_identifiers(tmp_path):
+def test_denoise_applies_a_trained_run_to_dicom_and_nifti_keeping_geometry_and_no_identifiers(tmp_path, denoise_run):
   import nibabel as nib  # pylint: disable=g-import-not-at-top
   import pydicom  # pylint: disable=g-import-not-at-top
   import scan_files  # pylint: disable=g-import-not-at-top
@@ -68,8 +78,7 @@ def test_denoise_applies_a_trained_run_to_dicom_and_nifti_keeping_geometry_and_n
   from aigc_jax.data import phantom  # pylint: disable=g-import-not-at-top
   from test_prepare import PLANTED  # pylint: disable=g-import-not-at-top
 
-  run = tmp_path / 'run'
-  experiment.train_and_evaluate(ct_denoise.get_config('test'), str(run))
+  run = denoise_run
   inp, out = tmp_path / 'scans' / 'patient_a', tmp_path / 'out'
   scan_files.ct_series(str(inp), 3, PLANTED)
   # A NIfTI in LPS voxel order (x → patient's left), 3 phantom slices of 24 × 20: not the training size.
@@ -79,6 +88,9 @@ def test_denoise_applies_a_trained_run_to_dicom_and_nifti_keeping_geometry_and_n
 
   report = denoise.denoise(str(run), str(tmp_path / 'scans'), str(out))
   assert sorted(w['kind'] for w in report['written']) == ['dicom', 'nifti'] and not report['problems']
+  # The noise it estimated, beside the range of the doses it was trained at (tenth to half dose: a range).
+  low, high = report['trained_noise_index_hu']
+  assert 0 < low < high and all(w['noise_index_hu'] > 0 for w in report['written'])
   n_dicom = [w['kind'] for w in report['written']].index('dicom')
   d = denoise.Denoiser(str(run))
 
@@ -117,3 +129,40 @@ def test_denoise_applies_a_trained_run_to_dicom_and_nifti_keeping_geometry_and_n
     (diffusion_run / 'config.json').write_text(json.dumps(json.loads((run / 'config.json').read_text()) | {
         'task': {'name': 'diffusion'}}))
     denoise.Denoiser(str(diffusion_run))
+
+
+def test_noise_far_outside_the_trained_doses_is_warned_about(denoise_run):
+  from aigc_jax import denoise  # pylint: disable=g-import-not-at-top
+  d = denoise.Denoiser(str(denoise_run))
+  low, high = d.trained_noise
+  water = acquisition.water_cylinder(64)
+  scan = lambda fraction, seed: acquisition.simulate(water, dose=d.config.data.full_dose * fraction,
+                                                     rng=np.random.default_rng(seed))
+  inside = np.stack([scan(0.25, s) for s in range(2)])
+  index, warning = d.noise_note(inside)
+  assert low <= index <= high and not warning
+  noisier = np.stack([scan(0.01, s) for s in range(2)])  # a hundredth of full dose: 5× the noise of quarter dose
+  index, warning = d.noise_note(noisier)
+  assert index > 1.5 * high and 'far outside' in warning
+
+
+def test_compare_denoisers_scores_model_and_peers_on_phantom_and_real_ct(denoise_run, tmp_path, capsys):
+  from aigc_jax import compare_denoisers  # pylint: disable=g-import-not-at-top
+  r = compare_denoisers.compare(str(denoise_run), methods=['tv', 'bm3d'], seeds=2, dose_fraction=0.25,
+                                validation=1, test=1, real=['abdomen'], real_size=64)
+  assert set(r['sets']) == {'phantom', 'real'} and r['sets']['real']['slices'][0].startswith('abdomen (64²')
+  for name, s in r['sets'].items():
+    for m in ('input', 'model', 'tv', 'bm3d'):
+      assert s[m]['rmse_hu']['mean'] > 0 and s[m]['rmse_hu']['sd'] >= 0 and 0 < s[m]['ssim']['mean'] <= 1, (name, m)
+    assert s['input']['gain_db'] == 0.0
+  assert r['sets']['phantom']['tv']['rmse_hu']['mean'] != r['sets']['phantom']['input']['rmse_hu']['mean']
+  for m in ('tv', 'bm3d'):  # each peer's strength: the best on the validation slice (not on the test ones)
+    assert r['tuning_rmse_hu'][m][r['alpha'][m]] == min(r['tuning_rmse_hu'][m].values())
+  qa = r['texture_and_edges']
+  assert qa['tv']['noise_sigma_hu'] < qa['input']['noise_sigma_hu'] and qa['input']['mtf50_per_mm'] > 0
+  compare_denoisers.print_report(r)
+  table = capsys.readouterr().out
+  assert '| model |' in table and '| bm3d |' in table and 'MTF50' in table
+  with pytest.raises(ValueError, match='unknown classical denoiser'):
+    compare_denoisers.compare(str(denoise_run), methods=['wiener'], seeds=1, dose_fraction=0.25, validation=1,
+                              test=1, real=['none'])

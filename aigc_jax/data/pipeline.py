@@ -25,6 +25,7 @@ from aigc_jax.core.privacy import accountant
 from aigc_jax.core.privacy import sampling
 from aigc_jax.imaging import acquisition
 from aigc_jax.imaging import geometry
+from aigc_jax.data import ct_bank
 from aigc_jax.data import phantom
 from aigc_jax.data import records
 from aigc_jax.data import serving
@@ -40,8 +41,30 @@ def phantom_dose(config: ml_collections.ConfigDict) -> tuple[float, float, float
   return config.full_dose, config.low_dose_fraction, config.fov_mm
 
 
+def patch_source(config: ml_collections.ConfigDict, *, held_out: bool = False, num: int = 0):
+  """The clinical-scale restoration pairs of `ct_bank` (`config.patch_size` > 0): the training bank, or the
+  held-out one (seed + 1, `bank_held_out_slices` slices)."""
+  if not config.pairs:
+    raise ValueError(f'config.data.patch_size={config.patch_size} cuts restoration pairs from a bank of scans: '
+                     'set config.data.pairs=True too (or patch_size=0 for whole slices).')
+  full_dose, fraction, fov_mm = phantom_dose(config)
+  return ct_bank.PhantomPatches(
+      seed=config.seed + int(held_out), size=config.image_size, patch=config.patch_size,
+      num_examples=num or config.num_train, num_slices=config.bank_held_out_slices if held_out else config.bank_slices,
+      fov_mm=fov_mm, full_dose=full_dose, dose_fractions=tuple(config.dose_fractions) or (fraction,),
+      lesion_prob=config.lesion_prob, noise_draws=config.bank_noise_draws, cache_dir=config.cache_dir,
+      workers=config.bank_workers)
+
+
+def served_size(config: ml_collections.ConfigDict) -> int:
+  """The side of the images the trainer is served: the patch side where patches are cut, else image_size."""
+  return config.get('patch_size', 0) or config.image_size
+
+
 def make_source(config: ml_collections.ConfigDict):
   """The random-access source named by `config.data.name`."""
+  if config.name == 'phantom_ct' and config.get('patch_size', 0):
+    return patch_source(config)
   if config.name == 'phantom_ct':
     dose = phantom_dose(config) if config.pairs else None
     return phantom.PhantomCT(seed=config.seed, size=config.image_size, num_examples=config.num_train,
@@ -69,7 +92,7 @@ IMAGE_KEYS = {'hu': 'image', 'hu_low': 'low_dose'}  # source key (HU) → batch 
 
 
 def _to_example(config: ml_collections.ConfigDict):
-  size = config.image_size
+  size = served_size(config)
 
   def fn(ex):
     out = {}
@@ -155,6 +178,8 @@ def held_out_source(config: ml_collections.ConfigDict, reference: str = '', data
     raise ValueError(f'--reference={reference!r}: give tfds:<name> (with --data_dir), or nothing for the run\'s '
                      'own held-out data.')
   name = reference or config.name
+  if name == 'phantom_ct' and pairs and config.get('patch_size', 0):
+    return patch_source(config, held_out=True, num=num), f'phantom_ct patches, bank seed {config.seed + 1} (held out)'
   if name == 'phantom_ct':
     if split:
       raise ValueError(f'--split={split!r} selects a split of a prepared dataset; the phantom\'s held-out '
@@ -197,7 +222,7 @@ def _held_out_examples(config, num, reference, data_dir, split, pairs):
 
 
 def _fit(config, hu):
-  size = config.image_size
+  size = served_size(config)
   return hu if hu.shape == (size, size) else geometry.fit_square(hu, size, config.window_lo)[0]
 
 
@@ -371,5 +396,9 @@ def pixel_mm(config: ml_collections.ConfigDict) -> float:
 
 def batch_spec(config: ml_collections.ConfigDict, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
   """Shapes of one global batch, from one example (for init and ahead-of-time compiles)."""
+  if config.name == 'phantom_ct' and config.get('patch_size', 0) and not config.labels:
+    # Known without the bank: loading a run (denoise, evaluate) on another machine must not scan one.
+    side = (batch_size, config.patch_size, config.patch_size, 1)
+    return {k: jax.ShapeDtypeStruct(side, np.float32) for k in ('image', 'low_dose')}
   example = _to_example(config)(make_source(config)[0])
   return {k: jax.ShapeDtypeStruct((batch_size,) + v.shape, v.dtype) for k, v in example.items()}

@@ -137,6 +137,8 @@ class RestorationRobustness(evaluation.Evaluator):
     d = self.config.data.copy_and_resolve_references()
     if fraction is not None:
       d.low_dose_fraction = float(fraction)
+      if d.get('dose_fractions'):  # a clinical-scale bank draws from a range: pin it to this dose
+        d.dose_fractions = (float(fraction), float(fraction))
     low, full = pipeline.held_out_pairs(d, int(self.cfg.num)) if fraction is not None else \
         pipeline.monitor_pairs(d, int(self.cfg.num))[:2]
     win = lambda x: pipeline.window(x, d.window_lo, d.window_hi)[..., None].astype(np.float32)

@@ -48,11 +48,13 @@ class REDCNN(nn.Module):
   kernel: int = 5
   depth: int = 5                 # conv layers down, the same number of deconvolutions up
   dtype: str = 'float32'
+  out_channels: int = 0          # 0: as many as the input; fewer when extra input channels only condition it
 
   @nn.compact
   def __call__(self, x, *, train: bool = False):
     del train
     dtype, k = jnp.dtype(self.dtype), (self.kernel, self.kernel)
+    out = self.out_channels or x.shape[-1]
     h, skips = x.astype(dtype), []
     for i in range(self.depth):
       if i % 2 == 0:
@@ -60,9 +62,10 @@ class REDCNN(nn.Module):
       h = nn.relu(conv(self.features, k, dtype=dtype)(h))
     for i in range(self.depth):
       last = i == self.depth - 1
-      h = deconv(x.shape[-1] if last else self.features, k, dtype=dtype)(h)
+      h = deconv(out if last else self.features, k, dtype=dtype)(h)
       if (self.depth - 1 - i) % 2 == 0:
-        h = h + skips.pop()
+        skip = skips.pop()
+        h = h + (skip[..., :out] if last else skip)  # the image channels come back, not the conditioning
       if not last:
         h = nn.relu(h)
     return h.astype(jnp.float32)

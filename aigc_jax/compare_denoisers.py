@@ -1,0 +1,238 @@
+r"""A trained denoiser beside the classical ones, at clinical scale, on held-out phantom slices and on real CT.
+
+  python -m aigc_jax.compare_denoisers --workdir=runs/ct_denoise [--methods=tv,nlm,bm3d] [--seeds=3]
+      [--dose_fraction=0.25] [--real=all|none|head,abdomen,...] [--out=FILE.json]
+
+Test sets, scanned by the acquisition model at `dose_fraction` of the run's full dose (quarter dose: the Mayo
+low-dose challenge's), each against the noiseless reconstruction of the same slice, scored in the body:
+  phantom  `--test` held-out phantom slices (seed + 1, after the validation ones) at the run's grid
+  real     the real CT reconstructions of `aigc_jax/imaging/real_ct.py` (head, abdomen), at their own pixel
+           sizes: no training step of this codebase ever sees them
+  real_processed  its post-processed brain frames (skull stripped, upsampled), apart: see real_ct.py
+Each `--seeds` draws new quantum noise; figures are the mean ± sd over those draws of each set's mean.
+
+Methods: the low-dose input (FBP), the run's model (`aigc_jax.denoise`'s path: EMA weights, the correction
+applied inside the HU window), and the classical peers of `aigc_jax/imaging/denoisers.py`, each given the
+noise σ it estimates on the slice times a strength α chosen on `--validation` other held-out phantom slices
+(never on the test sets). RMSE (HU), PSNR (dB, over the 2000 HU of the −1000…1000 window) and SSIM (in that
+window) inside the body; seconds per slice on this machine. And on the quality-assurance object of
+`aigc_jax/imaging/nps_mtf.py` (water cylinder with a bone rod at the run's grid): the noise σ and the mean
+frequency of the noise power spectrum (a waxy output moves it down), and MTF50 / MTF10 of the rod's edge.
+
+Writes `<workdir>/eval/compare_denoisers_step<step>.json` (or `--out`) and prints the tables.
+"""
+
+import json
+import os
+import sys
+
+from aigc_jax.core import runtime
+
+runtime.apply(__name__)  # before jax is imported; a command re-executes itself once (runtime.py)
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import numpy as np  # noqa: E402
+
+from aigc_jax import restorer  # noqa: E402
+from aigc_jax.core import reporting  # noqa: E402
+from aigc_jax.data import phantom  # noqa: E402
+from aigc_jax.imaging import acquisition  # noqa: E402
+from aigc_jax.imaging import denoisers  # noqa: E402
+from aigc_jax.imaging import geometry  # noqa: E402
+from aigc_jax.imaging import nps_mtf  # noqa: E402
+from aigc_jax.imaging import quality  # noqa: E402
+from aigc_jax.imaging import real_ct  # noqa: E402
+
+FLAGS = flags.FLAGS
+WINDOW = (-1000.0, 1000.0)
+
+
+def define_flags():
+  flags.DEFINE_string('workdir', None, 'A trained restoration run (configs/ct_denoise.py).')
+  flags.DEFINE_list('methods', ['tv', 'nlm', 'bm3d'], 'Classical peers beside the input and the model.')
+  flags.DEFINE_integer('seeds', 3, 'Quantum-noise draws of every test slice.')
+  flags.DEFINE_float('dose_fraction', acquisition.LOW_DOSE_FRACTION, 'Test dose, as a fraction of the run\'s '
+                     'full dose.')
+  flags.DEFINE_integer('validation', 4, 'Held-out phantom slices the peers\' strength is chosen on.')
+  flags.DEFINE_integer('test', 4, 'Held-out phantom test slices.')
+  flags.DEFINE_list('real', ['all'], 'Real CT slices (aigc_jax/imaging/real_ct.py): all, none, or names.')
+  flags.DEFINE_integer('real_size', 0, 'Resample the real slices to this side (same field of view) for a quick '
+                       'check; 0 keeps their own grid.')
+  flags.DEFINE_string('out', '', 'JSON path (default <workdir>/eval/compare_denoisers_step<step>.json).')
+
+
+class _Slice:
+  """A test object: its noiseless reconstruction, its sinogram (new noise per seed), its body and pixel."""
+
+  def __init__(self, name, hu, fov_mm):
+    self.name, self.size, self.fov_mm = name, hu.shape[0], fov_mm
+    self.sino, self.theta = acquisition.project(hu, fov_mm=fov_mm)
+    self.reference = acquisition.reconstruct(self.sino, self.theta, dose=0, rng=None, size=self.size, fov_mm=fov_mm)
+    self.body = real_ct.body_mask(self.reference)
+
+  def scan(self, dose, seed):
+    return acquisition.reconstruct(self.sino, self.theta, dose=dose, rng=np.random.default_rng(seed),
+                                   size=self.size, fov_mm=self.fov_mm)
+
+
+def phantom_slices(d, first, count):
+  return [_Slice(f'phantom_{i}', phantom.phantom_slice(d.seed + 1, i, d.image_size, lesion_prob=d.lesion_prob,
+                                                       noise_std=0.0)[0], d.fov_mm) for i in range(first, first + count)]
+
+
+def real_slices(names, size):
+  out = []
+  for s in real_ct.load_all(names):
+    hu = s.hu if not size else real_ct.in_circle(geometry.fit_square(s.hu, size, fill=-1000.0)[0])
+    out.append(_Slice(s.name, hu, s.fov_mm))
+  return out
+
+
+def _scores(out, s):
+  lo, hi = WINDOW
+  err = out[s.body] - s.reference[s.body]
+  rmse = float(np.sqrt(np.mean(err ** 2)))
+  return {'rmse_hu': rmse, 'psnr_db': float(20 * np.log10((hi - lo) / max(rmse, 1e-9))),
+          'ssim': quality.ssim(np.clip(out, lo, hi), np.clip(s.reference, lo, hi), hi - lo, mask=s.body)}
+
+
+def _methods(model, peers, alphas):
+  fns = {'input': lambda x, s: x, 'model': lambda x, s: model(x[None])[0]}
+  for m in peers:
+    fns[m] = lambda x, s, m=m: denoisers.apply(m, x, alphas[m], denoisers.noise_sigma_hu(x, s.body))
+  return fns
+
+
+def score_set(slices, fns, dose, seeds, salt):
+  """{method: {metric: [mean over slices, one per seed], 'seconds': [...], 'per_slice': {name: [RMSE per seed]}}}."""
+  res = {m: {'rmse_hu': [], 'psnr_db': [], 'ssim': [], 'seconds': [], 'per_slice': {s.name: [] for s in slices}}
+         for m in fns}
+  for seed in range(seeds):
+    per = {m: [] for m in fns}
+    for i, s in enumerate(slices):
+      low = s.scan(dose, [salt, seed, i])
+      for m, fn in fns.items():
+        out, sec = denoisers.timed(fn, low, s)
+        per[m].append(_scores(out, s))
+        res[m]['seconds'].append(sec)
+        res[m]['per_slice'][s.name].append(per[m][-1]['rmse_hu'])
+    for m in fns:
+      for k in ('rmse_hu', 'psnr_db', 'ssim'):
+        res[m][k].append(float(np.mean([p[k] for p in per[m]])))
+  return res
+
+
+def texture_and_edges(fns, size, fov_mm, dose, seeds):
+  """NPS σ and mean frequency, MTF50/10 of each method on the QA object (`nps_mtf`)."""
+  qa = _Slice('qa_object', nps_mtf.test_object(size, fov_mm), fov_mm)
+  qa.body = qa.reference > -500.0
+  regions, px = nps_mtf.noise_regions(size, fov_mm), fov_mm / size
+  outs = {m: [] for m in fns}
+  for seed in range(seeds):
+    low = qa.scan(dose, [7, seed])
+    for m, fn in fns.items():
+      outs[m].append(fn(low, qa))
+  res = {}
+  for m, o in outs.items():
+    n = nps_mtf.nps(np.stack(o) - qa.reference, regions, px)
+    edges = [nps_mtf.edge_mtf(x, px) for x in o]
+    res[m] = {'noise_sigma_hu': n['sigma_hu'], 'nps_mean_frequency_per_mm': n['mean_frequency_per_mm'],
+              'mtf50_per_mm': float(np.mean([e['mtf50_per_mm'] for e in edges])),
+              'mtf10_per_mm': float(np.mean([e['mtf10_per_mm'] for e in edges]))}
+  return res
+
+
+def compare(workdir, *, methods, seeds, dose_fraction, validation, test, real, real_size=0) -> dict:
+  names = [] if real == ['none'] else (list(real_ct.SLICES) if real == ['all'] else real)
+  unknown = sorted(set(names) - set(real_ct.NATIVE) - set(real_ct.PROCESSED))
+  if unknown:
+    raise ValueError(f'--real={",".join(unknown)}: not real CT slices of aigc_jax/imaging/real_ct.py; use all, none '
+                     f'or some of {",".join(real_ct.SLICES)}.')
+  model = restorer.Denoiser(workdir)
+  d = model.config.data
+  dose = d.full_dose * dose_fraction
+  peers = []
+  for m in methods:
+    why = denoisers.available(m)
+    if why:
+      reporting.log(f'compare_denoisers: {m} left out: {why}')
+    else:
+      peers.append(m)
+  val = phantom_slices(d, 0, validation)
+  alphas, tuning = {}, {}
+  for m in peers:
+    pairs = [(s.scan(dose, [1, i]), s.reference, s.body) for i, s in enumerate(val)]
+    alphas[m], tuning[m] = denoisers.tune(m, pairs)
+    reporting.log(f'compare_denoisers: {m} strength α = {alphas[m]} on {validation} validation slices {tuning[m]}')
+  fns = _methods(model, peers, alphas)
+  sets = {'phantom': phantom_slices(d, validation, test)}
+  for key, group in (('real', real_ct.NATIVE), ('real_processed', real_ct.PROCESSED)):
+    chosen = [n for n in names if n in group]
+    if chosen:
+      sets[key] = real_slices(chosen, real_size)
+  report = {'workdir': os.path.abspath(workdir), 'step': model.step, 'dose_fraction': dose_fraction,
+            'dose_per_mm2': dose, 'seeds': seeds, 'alpha': alphas, 'tuning_rmse_hu': tuning,
+            'water_noise_hu': acquisition.water_noise_hu(dose, size=d.image_size, fov_mm=d.fov_mm, seeds=2),
+            'sets': {}}
+  for name, slices in sets.items():
+    res = score_set(slices, fns, dose, seeds, salt=2 + len(report['sets']))
+    report['sets'][name] = {
+        'slices': [f'{s.name} ({s.size}², {s.fov_mm / s.size:.2f} mm)' for s in slices],
+        'input_noise_hu': float(np.mean([denoisers.noise_sigma_hu(s.scan(dose, [9, i]), s.body)
+                                         for i, s in enumerate(slices)])),
+        **{m: {**{k: {'mean': float(np.mean(v)), 'sd': float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
+                  for k, v in r.items() if k not in ('seconds', 'per_slice')},
+               'rmse_hu_per_slice': {n: float(np.mean(v)) for n, v in r['per_slice'].items()},
+               'seconds_per_slice': float(np.median(r['seconds']))} for m, r in res.items()}}
+    for m in fns:
+      report['sets'][name][m]['gain_db'] = 20 * np.log10(report['sets'][name]['input']['rmse_hu']['mean'] /
+                                                         report['sets'][name][m]['rmse_hu']['mean'])
+  report['texture_and_edges'] = texture_and_edges(fns, d.image_size, d.fov_mm, dose, seeds)
+  return report
+
+
+def print_report(r):
+  print(f'step {r["step"]}, dose {r["dose_fraction"]:g} of full ({r["dose_per_mm2"]:.3g} photons/mm²: σ '
+        f'{r["water_noise_hu"]:.1f} HU in 300 mm of water), {r["seeds"]} noise draws; peers\' α {r["alpha"]}')
+  for name, s in r['sets'].items():
+    print(f'\n{name}: {", ".join(s["slices"])}')
+    print('| method | RMSE in body (HU) | gain (dB) | PSNR (dB) | SSIM | s / slice |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    for m, v in s.items():
+      if isinstance(v, dict) and 'rmse_hu' in v:
+        f = lambda k, p: f'{v[k]["mean"]:.{p}f} ± {v[k]["sd"]:.{p}f}'
+        print(f'| {m} | {f("rmse_hu", 1)} | {v["gain_db"]:+.2f} | {f("psnr_db", 2)} | {f("ssim", 3)} | '
+              f'{v["seconds_per_slice"]:.2f} |')
+    methods = [m for m, v in s.items() if isinstance(v, dict) and 'rmse_hu' in v]
+    print(f'\nRMSE in body (HU) per slice, mean over draws:\n| slice | {" | ".join(methods)} |\n|'
+          + ' --- |' * (len(methods) + 1))
+    for n in s[methods[0]]['rmse_hu_per_slice']:
+      print(f'| {n} | ' + ' | '.join(f'{s[m]["rmse_hu_per_slice"][n]:.1f}' for m in methods) + ' |')
+  print('\nQA object (noise in water, bone-rod edge):')
+  print('| method | noise σ (HU) | NPS mean frequency (1/mm) | MTF50 (1/mm) | MTF10 (1/mm) |')
+  print('| --- | --- | --- | --- | --- |')
+  for m, v in r['texture_and_edges'].items():
+    print(f'| {m} | {v["noise_sigma_hu"]:.1f} | {v["nps_mean_frequency_per_mm"]:.3f} | {v["mtf50_per_mm"]:.3f} | '
+          f'{v["mtf10_per_mm"]:.3f} |')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  reporting.quiet_library_logs()
+  r = compare(FLAGS.workdir, methods=FLAGS.methods, seeds=FLAGS.seeds, dose_fraction=FLAGS.dose_fraction,
+              validation=FLAGS.validation, test=FLAGS.test, real=FLAGS.real, real_size=FLAGS.real_size)
+  path = FLAGS.out or os.path.join(FLAGS.workdir, 'eval', f'compare_denoisers_step{r["step"]}.json')
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, 'w') as f:
+    json.dump(r, f, indent=1)
+  print_report(r)
+  print(f'\nwritten to {path}')
+  sys.stdout.flush()
+
+
+if __name__ == '__main__':
+  define_flags()
+  flags.mark_flag_as_required('workdir')
+  app.run(runtime.exits_cleanly(main))

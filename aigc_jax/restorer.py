@@ -1,0 +1,69 @@
+"""A trained restoration run as a function of HU slices, for the commands that apply it (`aigc_jax.denoise`,
+`aigc_jax.compare_denoisers`): the latest EMA parameters, the HU window, and the noise the model was trained for.
+"""
+
+import functools
+
+import jax
+import numpy as np
+
+from aigc_jax import experiment
+from aigc_jax.core import workdir as workdir_lib
+from aigc_jax.data import pipeline
+from aigc_jax.imaging import acquisition
+from aigc_jax.imaging import denoisers
+from aigc_jax.imaging import export
+from aigc_jax.imaging import real_ct
+
+
+class Denoiser:
+  """The latest EMA parameters of a restoration run, as a function of HU slices [N, H, W] → HU."""
+
+  def __init__(self, workdir: str):
+    name = workdir_lib.load_config(workdir).task.name
+    if name != 'restoration':
+      raise ValueError(f'--workdir={workdir!r} trained a {name!r} task; give a restoration run '
+                       '(python -m aigc_jax.main --config=configs/ct_denoise.py ...).')
+    self.config, self.task, self.params, self.step = experiment.load_run(workdir)
+    self.pixel_mm = pipeline.pixel_mm(self.config.data)
+    self.description = export.provenance(workdir, self.step, self.config.to_json_best_effort())
+    self._restore = jax.jit(lambda p, x: self.task.predict(p, {'low_dose': x}))
+    self._multiple = 2 ** len(self.config.model.get('channels', ())) if self.config.model.name == \
+        'conv_autoencoder' else 1
+
+  @functools.cached_property
+  def trained_noise(self) -> tuple[float, float] | None:
+    """(lowest, highest) noise index of the training inputs: a 300 mm water cylinder on the run's grid at its
+    highest and lowest training dose; None where the run did not simulate its doses (a prepared dataset)."""
+    d = self.config.data
+    if d.name != 'phantom_ct' or not d.pairs:
+      return None
+    fractions = tuple(d.get('dose_fractions', ())) or (d.low_dose_fraction,)
+    water = acquisition.water_cylinder(d.image_size, fov_mm=d.fov_mm)
+    sino, theta = acquisition.project(water, fov_mm=d.fov_mm)
+    ref = acquisition.reconstruct(sino, theta, dose=0, rng=None, size=d.image_size, fov_mm=d.fov_mm)
+    body = real_ct.body_mask(ref)
+    index = lambda f: denoisers.noise_sigma_hu(acquisition.reconstruct(
+        sino, theta, dose=d.full_dose * f, rng=np.random.default_rng(0), size=d.image_size, fov_mm=d.fov_mm), body)
+    return index(max(fractions)), index(min(fractions))
+
+  def noise_note(self, hu: np.ndarray) -> tuple[float, str]:
+    """(the noise index of a series [N, H, W] in HU, a warning or '')."""
+    index = float(np.median([denoisers.noise_sigma_hu(x, real_ct.body_mask(x)) for x in hu[::max(len(hu) // 8, 1)]]))
+    trained = self.trained_noise
+    if trained and not 0.5 * trained[0] <= index <= 1.5 * trained[1]:
+      return index, (f'noise index {index:.1f} HU is far outside the {trained[0]:.1f}–{trained[1]:.1f} HU of the '
+                     'doses the model was trained at: check the result')
+    return index, ''
+
+  def __call__(self, hu: np.ndarray, batch: int = 8) -> np.ndarray:
+    lo, hi = self.config.data.window_lo, self.config.data.window_hi
+    n, h, w = hu.shape
+    m = self._multiple  # strided encoders need sides divisible by their total stride: pad, then crop
+    ph, pw = -h % m, -w % m
+    x = pipeline.window(hu, lo, hi)
+    xp = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode='edge')[..., None]
+    out = np.concatenate([np.asarray(self._restore(self.params, xp[i:i + batch])) for i in range(0, n, batch)])
+    correction = (out[:, :h, :w, 0] - x) * (hi - lo) / 2.0
+    inside = (hu > lo) & (hu < hi)
+    return np.where(inside, hu + correction, hu).astype(np.float32)

@@ -1,0 +1,140 @@
+"""Restoration at clinical scale: the scan bank, the real CT test slices, the classical peers, and the noise
+texture / edge measurements they are compared by."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from aigc_jax.data import ct_bank
+from aigc_jax.imaging import acquisition
+from aigc_jax.imaging import denoisers
+from aigc_jax.imaging import nps_mtf
+from aigc_jax.imaging import real_ct
+
+
+def test_real_ct_slices_load_in_hu_with_their_pixel_sizes_and_a_body():
+  slices = {s.name: s for s in real_ct.load_all()}
+  assert set(slices) == set(real_ct.SLICES)
+  pixel = {'head': 0.478516, 'abdomen': 0.859375, 'brain_0': 0.388672, 'brain_1': 0.388672}
+  for name, s in slices.items():
+    assert s.hu.shape == (512, 512) and s.pixel_mm == pytest.approx(pixel[name])
+    assert s.hu.min() >= -1000 and s.hu[0, 0] == -1000  # padding is air; outside the circle too
+    body = real_ct.body_mask(s.hu)
+    assert 0.1 < body.mean() < 0.8, name
+    assert 0 < np.median(s.hu[body]) < 100, name  # soft tissue / brain in HU: the rescale was applied
+  assert not np.array_equal(slices['brain_0'].hu, slices['brain_1'].hu)  # two frames, not one twice
+  with pytest.raises(ValueError, match='not one of'):
+    real_ct.load('knee')
+
+
+def test_a_missing_real_slice_names_the_install(monkeypatch):
+  from pydicom import data as pydicom_data  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(pydicom_data, 'get_testdata_file', lambda *a, **k: None)
+  with pytest.raises(FileNotFoundError, match='requirements-data.txt'):
+    real_ct.load('head')
+
+
+def test_noise_index_reads_white_noise_and_ignores_smooth_anatomy():
+  rng = np.random.default_rng(0)
+  flat = rng.normal(0, 20.0, (256, 256))
+  assert denoisers.noise_sigma_hu(flat) == pytest.approx(20.0, rel=0.05)
+  ramp = np.add.outer(np.linspace(-300, 300, 256), np.zeros(256)) + flat  # a smooth gradient adds nothing
+  assert denoisers.noise_sigma_hu(ramp) == pytest.approx(20.0, rel=0.05)
+  mask = np.zeros((256, 256), bool)
+  mask[:128] = True
+  half = np.where(mask, flat, flat * 3)
+  assert denoisers.noise_sigma_hu(half, mask) == pytest.approx(20.0, rel=0.07)
+  with pytest.raises(ValueError, match='mask'):
+    denoisers.noise_sigma_hu(flat, np.zeros((256, 256), bool))
+
+
+def test_peers_are_tuned_on_validation_and_remove_noise(monkeypatch):
+  rng = np.random.default_rng(1)
+  clean = np.zeros((64, 64), np.float32)
+  clean[16:48, 16:48] = 100.0
+  mask = np.ones_like(clean, bool)
+  pairs = [(clean + rng.normal(0, 30, clean.shape).astype(np.float32), clean, mask) for _ in range(2)]
+  for method in ('tv', 'nlm', 'bm3d'):
+    alpha, scores = denoisers.tune(method, pairs)
+    assert set(scores) == set(denoisers.GRIDS[method]) and scores[alpha] == min(scores.values())
+    low = pairs[0][0]
+    out = denoisers.apply(method, low, alpha, denoisers.noise_sigma_hu(low))
+    assert np.sqrt(np.mean((out - clean) ** 2)) < 0.5 * np.sqrt(np.mean((low - clean) ** 2)), method
+  monkeypatch.setitem(__import__('sys').modules, 'bm3d', None)  # as if not installed
+  assert 'requirements-peers.txt' in denoisers.available('bm3d')
+  with pytest.raises(RuntimeError, match='requirements-peers.txt'):
+    denoisers.apply('bm3d', clean, 1.0, 10.0)
+  with pytest.raises(ValueError, match='unknown classical denoiser'):
+    denoisers.available('wiener')
+
+
+def test_mtf_of_a_known_blur_and_nps_of_known_noise():
+  px = 400.0 / 256
+  obj = nps_mtf.test_object(256, 400.0)
+  for sigma_mm in (1.5, 3.0):
+    blurred = ndimage.gaussian_filter(obj, sigma_mm / px)
+    expected = np.sqrt(np.log(2) / (2 * np.pi ** 2)) / sigma_mm  # a Gaussian's MTF falls to 0.5 here
+    assert nps_mtf.edge_mtf(blurred, px)['mtf50_per_mm'] == pytest.approx(expected, rel=0.12)
+  rng = np.random.default_rng(2)
+  white = rng.normal(0, 10.0, (4, 256, 256))
+  regions = nps_mtf.noise_regions(256, 400.0)
+  assert len(regions) >= 6
+  for t, left, s in regions:  # all inside the water, none on the rod
+    assert np.all(obj[t:t + s, left:left + s] == 0.0)
+  w = nps_mtf.nps(white, regions, px)
+  assert w['sigma_hu'] == pytest.approx(10.0, rel=0.05)
+  smooth = nps_mtf.nps(np.stack([ndimage.gaussian_filter(x, 1.5) for x in white]), regions, px)
+  assert smooth['mean_frequency_per_mm'] < 0.5 * w['mean_frequency_per_mm']  # the "waxy" direction
+
+
+def test_bank_patches_are_reproducible_and_their_noise_scales_with_dose(tmp_path):
+  kw = dict(seed=3, size=64, patch=16, num_examples=100, num_slices=2, fov_mm=400.0,
+            full_dose=acquisition.FULL_DOSE, lesion_prob=0.3, noise_draws=1, cache_dir=str(tmp_path))
+  a = ct_bank.PhantomPatches(dose_fractions=(0.05, 0.05), **kw)
+  b = ct_bank.PhantomPatches(dose_fractions=(0.05, 0.05), **kw)
+  for i in (0, 7):
+    for k in ('hu', 'hu_low'):
+      np.testing.assert_array_equal(a[i][k], b[i][k])  # a pure function of (seed, index), from the cache
+  c = ct_bank.PhantomPatches(dose_fractions=(0.8, 0.8), **kw)
+  ratio = np.std([a[i]['hu_low'] - a[i]['hu'] for i in range(40)]) / \
+      np.std([c[i]['hu_low'] - c[i]['hu'] for i in range(40)])
+  assert ratio == pytest.approx(4.0, rel=1e-4)  # the same noise images at √(0.8 / 0.05) times the amplitude
+  files = sorted(p.name for p in (tmp_path / 'ct_bank').rglob('*.npz'))
+  assert files == ['slice_0.npz', 'slice_1.npz']  # one folder for all three: the dose range is drawn, not banked
+  # The banked noise is the acquisition model's at quarter dose: σ of a slice's noise against a direct scan.
+  with np.load(next((tmp_path / 'ct_bank').rglob('slice_0.npz'))) as z:
+    banked = z['noise'][0].astype(np.float32)
+    ref = z['reference']
+  clean = ct_bank.phantom.phantom_slice(3, 0, 64, lesion_prob=0.3, noise_std=0.0)[0]
+  direct = acquisition.simulate(clean, dose=acquisition.FULL_DOSE * acquisition.LOW_DOSE_FRACTION,
+                                rng=np.random.default_rng(9)) - ref
+  body = real_ct.body_mask(ref)
+  assert banked[body].std() == pytest.approx(direct[body].std(), rel=0.15)
+  with pytest.raises(ValueError, match='dose_fractions'):
+    ct_bank.PhantomPatches(dose_fractions=(0.5, 0.1), **kw)
+
+
+def test_noise_conditioning_feeds_the_estimated_level_and_returns_the_image_channel():
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from aigc_jax import registry  # pylint: disable=g-import-not-at-top
+  from aigc_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from aigc_jax.tasks import restoration  # pylint: disable=g-import-not-at-top
+  from configs import ct_denoise  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(3)
+  hu = np.stack([rng.normal(40, s, (64, 64)) for s in (30.0, 8.0)]).astype(np.float32)
+  hu[:, :4] = -1000.0  # air: outside the body, not counted
+  x = jnp.asarray(pipeline.window(hu, -1000, 1000)[..., None])
+  np.testing.assert_allclose(np.asarray(restoration.noise_index(x)) * 1000.0,
+                             [denoisers.noise_sigma_hu(h, h > -500) for h in hu], rtol=1e-4)
+  c = ct_denoise.get_config('test')
+  c.task.noise_conditioning = True
+  task = registry.build_task(c)
+  params = task.init(jax.random.PRNGKey(0), {'low_dose': x})
+  assert task.predict(params, {'low_dose': x}).shape == x.shape  # the image channel only
+  level = task._inputs(x)[:, 0, 0, 1]
+  np.testing.assert_allclose(level, restoration.noise_index(x) / task.noise_scale, rtol=1e-6)
+  assert float(level[0]) == pytest.approx(1.0, rel=0.1)  # 30 HU: the unit of the channel
+  c.model.name = 'conv_autoencoder'
+  with pytest.raises(ValueError, match='red_cnn'):
+    registry.build_task(c)
