@@ -12,7 +12,8 @@ level it estimates on its input is a second input channel, as BM3D is told σ. T
 reconstruction. `legacy64` is the old whole-slice recipe (64², 6.25 mm pixels, full-dose
 targets) kept to reproduce earlier figures.
 
-Choose the network with --config.model.name=conv_autoencoder (then --config.model.output=linear|sigmoid).
+Choose the network with --config.model.name=conv_autoencoder (then --config.model.output=linear|sigmoid, and
+--config.task.noise_conditioning=False: the noise channel is RED-CNN's).
 """
 
 import ml_collections

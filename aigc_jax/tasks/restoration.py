@@ -25,7 +25,7 @@ class RestorationTask(task.Task):
     self.conditioned = bool(config.task.get('noise_conditioning', False))
     if self.conditioned and config.model.name != 'red_cnn':
       raise ValueError('config.task.noise_conditioning=True needs config.model.name="red_cnn" (its output keeps the '
-                       f'image channel only); got {config.model.name!r}.')
+                       f'image channel only); got {config.model.name!r}: add --config.task.noise_conditioning=False.')
     model = config.model
     if self.conditioned:  # two channels in (image, noise level), the image out
       model = ml_collections.ConfigDict({**config.model.to_dict(), 'out_channels': 1})
