@@ -190,7 +190,8 @@ def main(argv):
   print('trained for noise index ' + (f'{trained[0]:.1f}–{trained[1]:.1f} HU (aigc_jax/imaging/denoisers.py)'
                                       if trained else 'unknown (a prepared dataset\'s own doses)'))
   for n, d in enumerate(r['written']):
-    print(f'{d["kind"]} {n}: {d["slices"]} slices, noise index {d["noise_index_hu"]:.1f} HU, mean |change| '
+    index = 'n/a' if d['noise_index_hu'] is None else f'{d["noise_index_hu"]:.1f} HU'
+    print(f'{d["kind"]} {n}: {d["slices"]} slices, noise index {index}, mean |change| '
           f'{d["mean_abs_change_hu"]:.1f} HU' + (f' (WARNING: {d["note"]})' if 'note' in d else ''))
   print(f'{len(r["written"])} written to {FLAGS.output}; {len(r["skipped_files"])} files skipped, '
         f'{len(r["problems"])} problems (see denoise_report.json)')

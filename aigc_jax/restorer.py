@@ -47,9 +47,17 @@ class Denoiser:
         sino, theta, dose=d.full_dose * f, rng=np.random.default_rng(0), size=d.image_size, fov_mm=d.fov_mm), body)
     return index(max(fractions)), index(min(fractions))
 
-  def noise_note(self, hu: np.ndarray) -> tuple[float, str]:
-    """(the noise index of a series [N, H, W] in HU, a warning or '')."""
-    index = float(np.median([denoisers.noise_sigma_hu(x, real_ct.body_mask(x)) for x in hu[::max(len(hu) // 8, 1)]]))
+  def noise_note(self, hu: np.ndarray) -> tuple[float | None, str]:
+    """(the noise index of a series [N, H, W] in HU, or None where no slice shows a body; a warning or '')."""
+    values = []
+    for x in hu[::max(len(hu) // 8, 1)]:
+      try:
+        values.append(denoisers.noise_sigma_hu(x, real_ct.body_mask(x)))
+      except ValueError:  # a slice of air (or a sliver of body): nothing to measure the noise on
+        continue
+    if not values:
+      return None, ''
+    index = float(np.median(values))
     trained = self.trained_noise
     if trained and not 0.5 * trained[0] <= index <= 1.5 * trained[1]:
       return index, (f'noise index {index:.1f} HU is far outside the {trained[0]:.1f}–{trained[1]:.1f} HU of the '

@@ -222,8 +222,12 @@ def test_denoise_skips_reports_and_goes_on_as_prepare_does(tmp_path, monkeypatch
   from aigc_jax import denoise  # pylint: disable=g-import-not-at-top
   import test_scans  # pylint: disable=g-import-not-at-top
 
+  from aigc_jax import restorer  # pylint: disable=g-import-not-at-top
+
   class Identity:
     description, pixel_mm, step = 'identity (test)', 0.66, 0
+    trained_noise = None  # as a run on a prepared dataset: no simulated doses to compare with
+    noise_note = restorer.Denoiser.noise_note  # the real estimate, on these hostile inputs too
 
     def __init__(self, workdir):
       del workdir

@@ -144,6 +144,7 @@ def test_noise_far_outside_the_trained_doses_is_warned_about(denoise_run):
   noisier = np.stack([scan(0.01, s) for s in range(2)])  # a hundredth of full dose: 5× the noise of quarter dose
   index, warning = d.noise_note(noisier)
   assert index > 1.5 * high and 'far outside' in warning
+  assert d.noise_note(np.full((2, 64, 64), -1000.0, np.float32)) == (None, '')  # all air: nothing to measure
 
 
 def test_compare_denoisers_scores_model_and_peers_on_phantom_and_real_ct(denoise_run, tmp_path, capsys):
