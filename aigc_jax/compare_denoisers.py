@@ -105,13 +105,16 @@ def _methods(model, peers, alphas):
 
 
 def score_set(slices, fns, dose, seeds, salt):
-  """{method: {metric: [mean over slices, one per seed], 'seconds': [...], 'per_slice': {name: [RMSE per seed]}}}."""
+  """{method: {metric: [mean over slices, one per seed], 'seconds': [...], 'per_slice': {name: [RMSE per seed]}},
+  'input_noise_hu': [the noise index of each scanned input]}."""
   res = {m: {'rmse_hu': [], 'psnr_db': [], 'ssim': [], 'seconds': [], 'per_slice': {s.name: [] for s in slices}}
          for m in fns}
+  res['input_noise_hu'] = []  # the noise index of every scanned input: what the peers are told
   for seed in range(seeds):
     per = {m: [] for m in fns}
     for i, s in enumerate(slices):
       low = s.scan(dose, [salt, seed, i])
+      res['input_noise_hu'].append(denoisers.noise_sigma_hu(low, s.body))
       for m, fn in fns.items():
         out, sec = denoisers.timed(fn, low, s)
         per[m].append(_scores(out, s))
@@ -179,8 +182,7 @@ def compare(workdir, *, methods, seeds, dose_fraction, validation, test, real, r
     res = score_set(slices, fns, dose, seeds, salt=2 + len(report['sets']))
     report['sets'][name] = {
         'slices': [f'{s.name} ({s.size}², {s.fov_mm / s.size:.2f} mm)' for s in slices],
-        'input_noise_hu': float(np.mean([denoisers.noise_sigma_hu(s.scan(dose, [9, i]), s.body)
-                                         for i, s in enumerate(slices)])),
+        'input_noise_hu': float(np.mean(res.pop('input_noise_hu'))),
         **{m: {**{k: {'mean': float(np.mean(v)), 'sd': float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
                   for k, v in r.items() if k not in ('seconds', 'per_slice')},
                'rmse_hu_per_slice': {n: float(np.mean(v)) for n, v in r['per_slice'].items()},

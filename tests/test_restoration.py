@@ -155,7 +155,7 @@ def test_compare_denoisers_scores_model_and_peers_on_phantom_and_real_ct(denoise
   for name, s in r['sets'].items():
     for m in ('input', 'model', 'tv', 'bm3d'):
       assert s[m]['rmse_hu']['mean'] > 0 and s[m]['rmse_hu']['sd'] >= 0 and 0 < s[m]['ssim']['mean'] <= 1, (name, m)
-    assert s['input']['gain_db'] == 0.0
+    assert s['input']['gain_db'] == 0.0 and s['input_noise_hu'] > 0
   assert r['sets']['phantom']['tv']['rmse_hu']['mean'] != r['sets']['phantom']['input']['rmse_hu']['mean']
   for m in ('tv', 'bm3d'):  # each peer's strength: the best on the validation slice (not on the test ones)
     assert r['tuning_rmse_hu'][m][r['alpha'][m]] == min(r['tuning_rmse_hu'][m].values())

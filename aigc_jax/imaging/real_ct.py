@@ -14,8 +14,8 @@ no object to project), bad_sequence.dcm (JPEG-lossless pixel data: needs gdcm or
 693_UNCI (the same image as 693_UNCR in other encodings).
 
 None of these slices is used by training (which sees the procedural phantom only): they are a held-out real
-test set. `scan_pair` puts one through the acquisition model (`acquisition.py`) at its own pixel size: the
-reference is the noiseless reconstruction of the slice (projection + filtered back-projection, no quantum
+test set. `aigc_jax.compare_denoisers` puts each through the acquisition model (`acquisition.py`) at its own
+pixel size: the reference is the noiseless reconstruction of the slice (projection + filtered back-projection, no quantum
 noise) and the input the same projection with Poisson noise at the given dose, so the RMSE of a denoiser
 against the reference measures what it does to the added noise and to the anatomy, the way the Mayo low-dose
 challenge inserts noise into full-dose scans. The slices keep their own scanner noise in both.
@@ -26,7 +26,6 @@ import dataclasses
 import numpy as np
 from scipy import ndimage
 
-from aigc_jax.imaging import acquisition
 
 # name → (file, frame); files are found through pydicom.data (pydicom-data registers itself there).
 SLICES = {
@@ -113,12 +112,3 @@ def body_mask(hu: np.ndarray, threshold: float = -500.0) -> np.ndarray:
   largest = 1 + int(np.argmax(ndimage.sum_labels(np.ones_like(hu), labels, range(1, n + 1))))
   return ndimage.binary_fill_holes(labels == largest)
 
-
-def scan_pair(s: RealSlice, dose: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-  """(low-dose reconstruction at `dose` photons/mm², noiseless reconstruction) of a real slice: one projection
-  at the slice's own field of view, reconstructed with and without quantum noise."""
-  sino, theta = acquisition.project(s.hu, fov_mm=s.fov_mm)
-  size = s.hu.shape[0]
-  reference = acquisition.reconstruct(sino, theta, dose=0, rng=None, size=size, fov_mm=s.fov_mm)
-  low = acquisition.reconstruct(sino, theta, dose=dose, rng=rng, size=size, fov_mm=s.fov_mm)
-  return low, reference
