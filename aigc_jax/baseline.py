@@ -4,6 +4,7 @@ splits and labels.
   python -m aigc_jax.baseline --config=configs/text_coding.py:runlocal [--coding_baseline=nearest] [--out=FILE.json]
   python -m aigc_jax.baseline --config=configs/risk.py:runlocal [--out=FILE.json]
   python -m aigc_jax.baseline --config=configs/report_text.py:runlocal [--out=FILE.json]
+  python -m aigc_jax.baseline --config=configs/report_image.py:runlocal [--out=FILE.json]
 
 Coding: TF-IDF + logistic regression (aigc_jax/text/baselines.py), C chosen on validation, or retrieval of
 the nearest training document (--coding_baseline=nearest); thresholds tuned on validation, scored on test
@@ -13,8 +14,10 @@ report. Report generation (findings → impression): the most frequent training 
 the nearest training report by TF-IDF of the findings, and the findings copied (aigc_jax/text/reports.py),
 scored on test with the `report` evaluator's metrics; also how the findings extractor behind the clinical
 scores agrees with the test reports' MeSH headings. Translation (configs/translate_text.py): the source
-copied and the translation memory (aigc_jax/text/translation.py), sacrebleu BLEU / chrF per language. Either
-way the numbers sit beside a run's test/*.
+copied and the translation memory (aigc_jax/text/translation.py), sacrebleu BLEU / chrF per language. Image →
+report (configs/report_image.py): the most frequent training report, the report of the nearest training slice
+by pixels, and the test slices' true labels worded by other draws (the ceiling of a model that reads every slice
+right), scored as the `image_report` evaluator scores. Either way the numbers sit beside a run's test/*.
 """
 
 import json
@@ -99,16 +102,36 @@ def translate(config) -> dict:
   return out
 
 
+def image_report(config) -> dict:
+  from aigc_jax.data import image_reports  # pylint: disable=g-import-not-at-top
+  from aigc_jax.text import report_metrics  # pylint: disable=g-import-not-at-top
+  from aigc_jax.text import reports  # pylint: disable=g-import-not-at-top
+  from aigc_jax.text import slice_reports  # pylint: disable=g-import-not-at-top
+  data = image_reports.PhantomReports(config.data)   # no workdir: its tokenizer is not used, nothing is written
+  train, test = data.rows('train')['image'], data.rows('test')['image']
+  references = data.reports('test')
+  generated = {
+      'most_frequent': reports.most_frequent(data.reports('train'), len(references)),
+      'nearest_image': image_reports.nearest_reports(train, data.reports('train'), test),
+      'true_labels_other_wording': image_reports.redrawn_reports(data, 'test'),
+  }
+  truths = data.truths('test')
+  return {'data': config.data.name, 'slices': {s: len(data.reports(s)) for s in image_reports.SPLITS},
+          **{name: {**report_metrics.ngram_scores(references, hyps), **slice_reports.clinical_scores(truths, hyps)}
+             for name, hyps in generated.items()}}
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   config = FLAGS.config
-  kinds = {'text_labels': coding, 'tabular': risk, 'text_pairs': report}
+  kinds = {'text_labels': coding, 'tabular': risk, 'text_pairs': report, 'phantom_reports': image_report}
   if config.data.name not in kinds:
     raise app.UsageError(f'--config gives config.data.name={config.data.name!r}; the baselines need a coding '
-                         '(text_labels), risk (tabular) or report (text_pairs) config, e.g. '
-                         'configs/text_coding.py:runlocal, configs/risk.py:runlocal or configs/report_text.py:runlocal.')
+                         '(text_labels), risk (tabular), report (text_pairs) or image-report (phantom_reports) '
+                         'config, e.g. configs/text_coding.py:runlocal, configs/risk.py:runlocal, '
+                         'configs/report_text.py:runlocal or configs/report_image.py:runlocal.')
   result = kinds[config.data.name](config)
   print(json.dumps(result, indent=1))
   if FLAGS.out:

@@ -55,25 +55,11 @@ def define_flags():
 
 def input_slices(config, input_dir: str, max_slices: int) -> tuple[np.ndarray, list[str]]:
   """([N, H, W, 1] windowed slices at the model's size, their names) from the scans under `input_dir`."""
-  files = scans.list_files(input_dir)
-  found, skipped, _ = scans.find_series(files, input_dir, 'CT', '2d')
-  if not found:
-    raise ValueError(f'--input={input_dir!r}: no CT series or NIfTI volume found ({len(files)} files, '
-                     f'{len(skipped)} skipped); see the reasons with python -m aigc_jax.prepare.')
   d = config.data
-  images, names = [], []
-  for n, s in enumerate(found):
-    try:
-      vol = scans.load(s, files, skipped, '2d')
-    except scans.Skip:
-      continue
-    for k in np.unique(np.linspace(0, len(vol) - 1, min(max_slices, len(vol))).round().astype(int)):
-      hu = geometry.fit_square(vol[k], d.image_size, fill=d.window_lo)[0]
-      images.append(pipeline.window(hu, d.window_lo, d.window_hi)[..., None])
-      names.append(f'series_{n}_slice_{k}')
-  if not images:
-    raise ValueError(f'--input={input_dir!r}: no series could be read (see python -m aigc_jax.prepare).')
-  return np.stack(images), names
+  found = scans.spaced_slices(input_dir, max_slices)
+  images = [pipeline.window(geometry.fit_square(hu, d.image_size, fill=d.window_lo)[0], d.window_lo,
+                            d.window_hi)[..., None] for _, hu, _ in found]
+  return np.stack(images), [name for name, _, _ in found]
 
 
 def explain(workdir: str, *, input_dir: str = '', num: int = 8, max_slices: int = 4, methods=METHODS,

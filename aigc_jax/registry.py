@@ -7,6 +7,7 @@ Adding one is a file of its own and one line here (docs/architecture.md has a wo
 import ml_collections
 
 from aigc_jax.core import evaluation
+from aigc_jax.data import image_reports
 from aigc_jax.data import pipeline
 from aigc_jax.data import tabular
 from aigc_jax.data import text
@@ -49,6 +50,7 @@ DATA_SOURCES = {
     'text': text.TextRows,             # packed token rows of real medical text (aigc_jax/text/corpora.py)
     'text_labels': text.LabelledText,  # one document per row with its codes (aigc_jax/text/coding.py)
     'text_pairs': text_pairs.TextPairs,  # source → target rows for a conditional generator (reports, translation)
+    'phantom_reports': image_reports.PhantomReports,  # CT slices with reports of their known findings
     'tabular': tabular.TabularRows,    # patients of a real cohort, encoded (aigc_jax/tabular/cohorts.py)
 }
 
@@ -62,6 +64,7 @@ EVALUATORS = {
     'coding': coding_eval.Coding,
     'report': generation_eval.ReportGeneration,
     'translation': generation_eval.Translation,
+    'image_report': generation_eval.ImageReportGeneration,
     'risk': risk_eval.Risk,
     'robustness': robustness_eval.Robustness,
     'restoration_robustness': robustness_eval.RestorationRobustness,

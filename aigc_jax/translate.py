@@ -12,7 +12,6 @@ never by content) on stderr. The models are trained on ICD-10 titles: short diag
 running prose is outside what they have seen.
 """
 
-import functools
 import sys
 
 from aigc_jax.core import runtime
@@ -21,8 +20,6 @@ runtime.apply(__name__)  # before jax is imported; a command re-executes itself 
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
-
-import jax  # noqa: E402
 
 from aigc_jax import experiment  # noqa: E402
 from aigc_jax.core import reporting  # noqa: E402
@@ -52,9 +49,7 @@ class Translator:
       raise ValueError(f'--workdir={workdir!r} trained {config.data.name!r} / {config.data.get("pairs")!r}; give a '
                        'translation run (python -m aigc_jax.main --config=configs/translate_text.py ...).')
     self.languages = tuple(config.data.languages)
-    self._generate = jax.jit(functools.partial(
-        self.task.generate, num_new=int(config.data.target_len), temperature=0.0, beam=beam,
-        length_penalty=length_penalty))
+    self._generate = generation.decoder(self.task, config.data.target_len, beam, length_penalty)
 
   def __call__(self, lines: list[str], lang: str, batch: int = 32) -> tuple[list[str], list[int]]:
     """(translations, the indices of the lines cut to the model's source length)."""

@@ -118,6 +118,15 @@ def resolve_tokenizer(config: ml_collections.ConfigDict, workdir: str | None, tr
   return tok
 
 
+def decode_rows(tokenizer: tokenizer_lib.Tokenizer, rows: np.ndarray) -> list[str]:
+  """Generated token rows [N, L] → texts, each up to its first [EOS]."""
+  out = []
+  for row in np.asarray(rows):
+    stop = np.flatnonzero(row == tokenizer_lib.EOS)
+    out.append(tokenizer.decode(row[:stop[0]] if len(stop) else row).strip())
+  return out
+
+
 class TextRows(serving.RowsSource):
   """The data source of the language models (registered as 'text'): packed rows of the training split.
 

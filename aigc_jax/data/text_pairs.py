@@ -188,11 +188,7 @@ class TextPairs(serving.RowsSource):
 
   def decode(self, rows: np.ndarray) -> list[str]:
     """Generated token rows [N, L] → texts, each up to its first [EOS]."""
-    out = []
-    for row in np.asarray(rows):
-      stop = np.flatnonzero(row == tokenizer_lib.EOS)
-      out.append(self.tokenizer.decode(row[:stop[0]] if len(stop) else row).strip())
-    return out
+    return text.decode_rows(self.tokenizer, rows)
 
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     spec = {k: jax.ShapeDtypeStruct((batch_size, self.config.seq_len), np.float32 if k == 'loss_mask' else np.int32)

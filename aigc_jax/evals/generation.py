@@ -4,6 +4,9 @@ and the targets are scored as their field scores them.
   config.evals.test = evaluator('report', every=…, split='test', beam=4, length_penalty=0.6, batch=32, num=0)
       findings → impression: BLEU-1…4, ROUGE-L, CIDEr-D and the clinical precision / recall / F1 of the
       findings asserted (aigc_jax/text/report_metrics.py).
+  config.evals.test = evaluator('image_report', every=…, split='test', beam=4, …)
+      CT slice → report (data 'phantom_reports'): the n-gram scores above, and the level, lesions, side and
+      size the reports state against the slices' labels (aigc_jax/text/slice_reports.py).
   config.evals.test = evaluator('translation', every=…, split='test', beam=4, …)
       ICD-10 titles: sacrebleu BLEU and chrF per target language (signatures logged) and their means.
 
@@ -20,9 +23,17 @@ import numpy as np
 
 from aigc_jax.core import evaluation
 from aigc_jax.core import reporting
+from aigc_jax.data import image_reports
 from aigc_jax.data import text_pairs
 from aigc_jax.text import report_metrics
+from aigc_jax.text import slice_reports
 from aigc_jax.text import translation
+
+
+def decoder(task, num_new: int, beam: int, length_penalty: float = 0.6):
+  """`task.generate` jitted with its decoding settings bound: greedy (beam 0 or 1) or beam search."""
+  return jax.jit(functools.partial(task.generate, num_new=int(num_new), temperature=0.0, beam=int(beam),
+                                   length_penalty=float(length_penalty)))
 
 
 def write(generate, params, data: text_pairs.TextPairs, inputs: dict[str, np.ndarray], batch: int,
@@ -52,16 +63,18 @@ class PairGeneration(evaluation.Evaluator):
   def __init__(self, cfg, **kw):
     super().__init__(cfg, **kw)
     self.needs('generate')
+    self.check_data(cfg)
+    if getattr(self.task, 'objective', 'causal') != 'causal':
+      raise ValueError(f'config.evals.{self.name}: a masked language model does not generate text.')
+    self._generate = decoder(self.task, self.config.data.target_len, self.cfg.beam, self.cfg.length_penalty)
+    self._signed = False   # the sacrebleu signatures are logged once per run
+
+  def check_data(self, cfg) -> None:
+    """Refuses a data source this evaluator does not score."""
     if not isinstance(self.data, text_pairs.TextPairs) or not self.accepts(self.config.data.pairs):
       raise ValueError(f'config.evals.{self.name} (type {cfg.get("type")!r}) scores config.data.name="text_pairs" '
                        f'with pairs in {self.pairs}, not {self.config.data.name!r} / '
                        f'{self.config.data.get("pairs")!r}.')
-    if getattr(self.task, 'objective', 'causal') != 'causal':
-      raise ValueError(f'config.evals.{self.name}: a masked language model does not generate text.')
-    self._generate = jax.jit(functools.partial(
-        self.task.generate, num_new=int(self.config.data.target_len), temperature=0.0, beam=int(self.cfg.beam),
-        length_penalty=float(self.cfg.length_penalty)))
-    self._signed = False   # the sacrebleu signatures are logged once per run
 
   def accepts(self, pairs: str) -> bool:
     """Whether this evaluator scores config.data.pairs=`pairs`."""
@@ -97,6 +110,21 @@ class ReportGeneration(PairGeneration):
   def score(self, references, generated, keys):
     del keys
     return report_metrics.scores(references, generated)
+
+
+class ImageReportGeneration(PairGeneration):
+  """Reports written for held-out CT slices ('phantom_reports'): the n-gram scores against the reference
+  reports and what the reports say against what the slices hold (`slice_reports.clinical_scores`)."""
+
+  def check_data(self, cfg) -> None:
+    if not isinstance(self.data, image_reports.PhantomReports):
+      raise ValueError(f'config.evals.{self.name} (type {cfg.get("type")!r}) scores config.data.name='
+                       f'"phantom_reports", not {self.config.data.name!r}.')
+
+  def score(self, references, generated, keys):
+    truths = self.data.truths(self.cfg.split)
+    return {**report_metrics.ngram_scores(references, generated),
+            **slice_reports.clinical_scores([truths[int(k)] for k in keys], generated)}
 
 
 class Translation(PairGeneration):

@@ -54,3 +54,21 @@ def resample(vol: np.ndarray, spacing: tuple[float, float, float], *, target: tu
     vol, scale = fit_square(vol, size, fill)
     sr, sc = sr / scale, sc / scale
   return vol, (float(sr), float(sc), float(ss))
+
+
+def at_pixel_size(image: np.ndarray, spacing: tuple[float, float], pixel_mm: float, size: int,
+                  fill: float) -> np.ndarray:
+  """[rows, cols] with (row, col) `spacing` in mm resampled to `pixel_mm` pixels and cut or padded (with
+  `fill`) about its centre to size × size: a field of view of size · pixel_mm, so objects keep their size in
+  mm. Raises NoSpacing when the spacing is unknown."""
+  if min(spacing) <= 0:
+    raise NoSpacing('no pixel spacing in the header, so the slice cannot be put at the model\'s pixel size')
+  h, w = image.shape
+  image = resize(image, (max(1, round(h * spacing[0] / pixel_mm)), max(1, round(w * spacing[1] / pixel_mm))))
+  out = np.full((size, size), fill, np.float32)
+  h, w = image.shape
+  sy, sx = max(0, (h - size) // 2), max(0, (w - size) // 2)          # source start (cut)
+  dy, dx = max(0, (size - h) // 2), max(0, (size - w) // 2)          # destination start (pad)
+  ch, cw = min(h, size), min(w, size)
+  out[dy:dy + ch, dx:dx + cw] = image[sy:sy + ch, sx:sx + cw]
+  return out

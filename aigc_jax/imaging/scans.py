@@ -35,7 +35,7 @@ NIFTI_SUFFIXES = ('.nii', '.nii.gz')
 MAX_VOXELS = 2 ** 29
 _GZIP_MAX_RATIO = 1032  # deflate cannot do better, which bounds what a .nii.gz of a given size can hold
 
-__all__ = ['MAX_VOXELS', 'NIFTI_SUFFIXES', 'Series', 'Skip', 'find_series', 'list_files', 'load']
+__all__ = ['MAX_VOXELS', 'NIFTI_SUFFIXES', 'Series', 'Skip', 'find_series', 'list_files', 'load', 'spaced_slices']
 
 
 @dataclasses.dataclass
@@ -265,3 +265,26 @@ def _finite(vol: np.ndarray, notes: list[str]) -> np.ndarray:
     notes.append(note)
   return np.nan_to_num(vol, nan=lo, posinf=hi, neginf=lo)
 
+
+
+def spaced_slices(input_dir: str, max_slices: int, modality: str = 'CT'
+                  ) -> list[tuple[str, np.ndarray, tuple[float, float]]]:
+  """(name, slice [rows, cols] in the modality's units, (row, col) spacing in mm, 0 when unknown) of up to
+  `max_slices` evenly spaced slices of every readable series under `input_dir`. Names say where a slice is
+  (series_<n>_slice_<k>, n in the order series are found), never anything from its header."""
+  files = list_files(input_dir)
+  found, skipped, _ = find_series(files, input_dir, modality, '2d')
+  if not found:
+    raise ValueError(f'--input={input_dir!r}: no {modality} series or NIfTI volume found ({len(files)} files, '
+                     f'{len(skipped)} skipped); see the reasons with python -m aigc_jax.prepare.')
+  out = []
+  for n, s in enumerate(found):
+    try:
+      vol = load(s, files, skipped, '2d')
+    except Skip:
+      continue
+    for k in np.unique(np.linspace(0, len(vol) - 1, min(max_slices, len(vol))).round().astype(int)):
+      out.append((f'series_{n}_slice_{k}', vol[k], (float(s.spacing[0]), float(s.spacing[1]))))
+  if not out:
+    raise ValueError(f'--input={input_dir!r}: no series could be read (see python -m aigc_jax.prepare).')
+  return out

@@ -7,6 +7,7 @@ from aigc_jax.models import mlp
 from aigc_jax.models import restoration
 from aigc_jax.models import transformer
 from aigc_jax.models import unet
+from aigc_jax.models import vision_text
 
 MODELS = {
     'unet': unet.UNet,
@@ -18,6 +19,7 @@ MODELS = {
     'transformer': transformer.Transformer,
     'text_classifier': transformer.TextClassifier,
     'encoder_decoder': transformer.EncoderDecoder,
+    'image_reporter': vision_text.ImageReporter,
     'tabular_mlp': mlp.TabularMLP,
 }
 

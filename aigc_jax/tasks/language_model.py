@@ -15,7 +15,10 @@ the tokens before it in its document. Masked: the chosen tokens are predicted fr
 With config.model.name = 'encoder_decoder' (the seq2seq family) the batch also carries 'source' and
 'source_segment' [B, S] (text_pairs with config.data.layout = 'encoder_decoder'): the decoder's tokens are
 predicted as above while it cross-attends to the encoded source. Fine-tuned from a causal LM
-(`config.init_from`), the encoder and the cross-attention start fresh (`new_heads`).
+(`config.init_from`), the encoder and the cross-attention start fresh (`new_heads`). With
+config.model.name = 'image_reporter' (image → report) the batch carries 'image' instead (config.data.name =
+'phantom_reports'), which a vision encoder reads (models/vision_text.py); the model names its inputs
+(`context_keys`), so the task has no per-model code.
 """
 
 import jax
@@ -60,7 +63,8 @@ class LanguageModelTask(task.Task):
       raise ValueError(f'config.task.objective={t.objective!r}; choose one of {OBJECTIVES}.')
     self.objective, self.mask_rate = t.objective, float(t.get('mask_rate', 0.15))
     self.model = models.build(config.model)
-    self.conditional = bool(getattr(self.model, 'cross', False))
+    self.context_keys = tuple(getattr(self.model, 'context_keys', ()))   # the source text, or the image
+    self.conditional = bool(self.context_keys)
     self.new_heads = self.model.fresh_params() if self.conditional else ()
     if self.model.causal != (self.objective == 'causal'):
       raise ValueError(f'config.task.objective={self.objective!r} needs config.model.causal='
@@ -68,18 +72,22 @@ class LanguageModelTask(task.Task):
                        'model cannot learn it.')
 
   def source(self, batch) -> dict:
-    """The model's source inputs in `batch` ({} unless it is an encoder-decoder)."""
+    """The model's context inputs in `batch` (the encoder's source text, or the image; {} for a plain LM)."""
     if not self.conditional:
       return {}
-    if 'source' not in batch:
+    missing = [k for k in self.context_keys if k not in batch]
+    if missing:
+      if 'image' in self.context_keys:
+        raise ValueError(f'config.model.name={type(self.model).__name__!r} reads an image with each report: use '
+                         'config.data.name=\'phantom_reports\'.')
       raise ValueError('config.model.name=\'encoder_decoder\' reads a source: use config.data.name=\'text_pairs\' with '
                        'config.data.layout=\'encoder_decoder\'.')
-    return {'source': batch['source'], 'source_segment': batch['source_segment']}
+    return {k: batch[k] for k in self.context_keys}
 
   def init(self, rng, batch):
-    source = {k: jnp.ones((1,) + v.shape[1:], jnp.int32) for k, v in self.source(batch).items()}
+    context = {k: jnp.ones((1,) + v.shape[1:], v.dtype) for k, v in self.source(batch).items()}
     return self.model.init({'params': rng}, jnp.zeros((1, batch['tokens'].shape[1]), jnp.int32),
-                           **source)['params']
+                           **context)['params']
 
   def predict(self, params, batch):
     """Logits [B, L, vocab] of the batch's rows, as given (no masking)."""
@@ -111,17 +119,18 @@ class LanguageModelTask(task.Task):
     return (ce * w).sum() / n, {'token_accuracy': (correct * w).sum() / n, 'predicted_tokens': w.sum()}
 
   def generate(self, params, prompt, rng, *, num_new: int, temperature: float = 1.0, top_k: int = 0,
-               top_p: float = 1.0, beam: int = 0, length_penalty: float = 0.0, start=None, source=None,
-               source_segment=None):
+               top_p: float = 1.0, beam: int = 0, length_penalty: float = 0.0, start=None, **context):
     """[B, num_new] tokens continuing `prompt` [B, P] (causal models): sampled (`models.decoding.generate`), or
     with `beam` > 0 the beam search's best (`decoding.beam_search`; rng, temperature, top-k/p unused).
-    `start` [B]: each row's first real token, for prompts left-padded to one length. An encoder-decoder
-    needs `source` (and `source_segment`) [B, S]: the prompt is then the decoder's (e.g. a language cue)."""
+    `start` [B]: each row's first real token, for prompts left-padded to one length. A conditional model needs
+    its context: an encoder-decoder `source` (and `source_segment`) [B, S], the image reporter `image`
+    [B, H, W, C]; the prompt is then the decoder's cue."""
     if self.objective != 'causal':
       raise ValueError('Only a causal language model generates text; this one is masked.')
-    context = self.source({'source': source, 'source_segment': source_segment}) if source is not None else None
-    if self.conditional and context is None:
-      raise ValueError('this encoder-decoder generates from a source: pass source= (and source_segment=).')
+    unknown = set(context) - set(self.context_keys)
+    if unknown:
+      raise ValueError(f'generate() got {sorted(unknown)}; this model reads {list(self.context_keys) or "no context"}.')
+    context = self.source(context) if self.conditional else None
     if beam > 0:
       return decoding.beam_search(self.model, params, prompt, num_new=num_new, beam=beam,
                                   length_penalty=length_penalty, stop_id=tokenizer_lib.EOS,

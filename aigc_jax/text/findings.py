@@ -92,9 +92,14 @@ def extract(text: str) -> dict[str, bool]:
   for clause in clauses(text):
     for name, pattern in _PATTERNS.items():
       for m in pattern.finditer(clause):
-        negated = bool(_PRE_RE.search(clause[:m.start()])) or bool(_POST_RE.search(clause[m.end():]))
-        out[name] = out.get(name, False) or not negated
+        out[name] = out.get(name, False) or not negated(clause, m)
   return out
+
+
+def negated(clause: str, match: re.Match) -> bool:
+  """Whether the mention `match` (of a pattern over the lower-cased `clause`, one of `clauses(text)`) is
+  denied: a negation cue before it in the clause, or a post-cue right after it."""
+  return bool(_PRE_RE.search(clause[:match.start()])) or bool(_POST_RE.search(clause[match.end():]))
 
 
 def positives(text: str) -> frozenset[str]:
