@@ -178,16 +178,20 @@ def test_guidance_mixes_conditional_and_unconditional_outputs():
 
 
 def test_conditional_flow_task_trains_and_samples_with_guidance():
+  # Each program runs once on a tiny batch: LLVM's optimizations would cost most of the test's time in
+  # compiles (the trainer's own init is compiled so too) and change nothing checked here; so would a second
+  # U-Net level (the task, not the network, is under test).
+  jit = lambda f: jax.jit(f, compiler_options={'xla_backend_optimization_level': 0})
   c = tiny_config(**{'task.objective': 'flow', 'task.sampler': 'heun', 'task.sample_steps': 2,
                      'task.condition_on': 'lesion', 'model.num_classes': 2, 'task.guidance': 2.0,
-                     'data.labels': ('lesion',)})
+                     'data.labels': ('lesion',), 'model.channels': (8,), 'model.attention_levels': (False,)})
   task = registry.build_task(c)
   batch = {'image': jnp.zeros((4, 16, 16, 1)), 'lesion': jnp.array([0, 1, 0, 1], jnp.int32)}
-  params = jax.jit(task.init)(jax.random.PRNGKey(0), batch)
+  params = jit(task.init)(jax.random.PRNGKey(0), batch)
   assert params['class_embed']['embedding'].shape[0] == 3  # two classes and the "no label" token
-  loss, grads = jax.jit(jax.value_and_grad(lambda p: task.loss(p, batch, jax.random.PRNGKey(1))[0]))(params)
+  loss, grads = jit(jax.value_and_grad(lambda p: task.loss(p, batch, jax.random.PRNGKey(1))[0]))(params)
   assert np.isfinite(float(loss)) and float(optax.global_norm(grads)) > 0
-  x = jax.jit(lambda p: task.sample(p, jax.random.PRNGKey(2), (4, 16, 16, 1), labels=jnp.array([0, 1, 0, 1])))(params)
+  x = jit(lambda p: task.sample(p, jax.random.PRNGKey(2), (4, 16, 16, 1), labels=jnp.array([0, 1, 0, 1])))(params)
   assert x.shape == (4, 16, 16, 1) and float(jnp.max(jnp.abs(x))) <= 1.0
   with pytest.raises(ValueError, match='data.labels'):
     registry.build_task(tiny_config(**{'task.condition_on': 'lesion', 'model.num_classes': 2}))

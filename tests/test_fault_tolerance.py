@@ -26,6 +26,7 @@ from test_checkpoint_faults import FAULTS
 from tiny_config import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NO_SAMPLES = {'evals.samples.every': 0}
 LONG = ('--config.num_steps=30', '--config.checkpoint_every=3', '--config.log_every=1',
         '--config.evals.samples.every=0')
 
@@ -95,7 +96,12 @@ def test_sigkill_at_an_unpredictable_step_then_resume_gives_the_uninterrupted_re
 
 def test_sigterm_saves_the_current_step_and_exits_cleanly(tmp_path):
   work = str(tmp_path / 'term')
-  proc = _start(work, '--config.num_steps=100000', '--config.checkpoint_every=100000', '--config.log_every=1')
+  # The signal handling depends neither on the mesh nor on the network (preemption.Watcher; sharded saves are
+  # tested elsewhere): one device, a one-level U-Net and no sample evaluation spare this test the slowest
+  # compiles and the sharded save's.
+  proc = _start(work, '--config.num_steps=100000', '--config.checkpoint_every=100000', '--config.log_every=1',
+                '--config.evals.samples.every=0', '--config.mesh.num_devices=1', '--config.model.channels=(8,)',
+                '--config.model.attention_levels=(False,)')
   _wait_for(lambda: _logged_steps(work) >= 3, proc)
   proc.send_signal(signal.SIGTERM)
   out = proc.communicate(timeout=300)[0]
@@ -111,9 +117,12 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
-  overrides = ('--config.num_steps=4', '--config.log_every=1')
-  one = experiment.train_and_evaluate(tiny_config(num_steps=4, log_every=1), str(tmp_path / 'one'))
+def test_two_processes_of_four_devices_match_one_process_of_eight(tiny_run, tmp_path):
+  # One process of eight: the module's uninterrupted tiny run (4 steps, every loss logged). The two processes
+  # save only their last checkpoint, the one compared, and skip the sample evaluation (nothing here reads it).
+  overrides = ('--config.num_steps=4', '--config.log_every=1', '--config.checkpoint_every=4',
+               '--config.evals.samples.every=0')
+  one_dir, one = tiny_run
   env = {**os.environ, 'NUM_PROCESSES': '2', 'DEVICES_PER_PROCESS': '4', 'PORT': str(_free_port()),
          'PYTHON': sys.executable,
          'XLA_FLAGS': os.environ['XLA_FLAGS'].replace('--xla_force_host_platform_device_count=8', '')}
@@ -126,7 +135,8 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
                       if 'train/loss' in r]
   # The same global batches and keys; gloo sums the gradients across processes in another order than
   # XLA does within one, so only the last bits may differ.
-  np.testing.assert_allclose(losses(tmp_path / 'two'), losses(tmp_path / 'one'), rtol=1e-5)
+  assert len(losses(one_dir)) == 4
+  np.testing.assert_allclose(losses(tmp_path / 'two'), losses(one_dir), rtol=1e-5)
   final = _saved_params_as_numpy(str(tmp_path / 'two'), 4, one.params)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), b, rtol=1e-4, atol=1e-6),
                one.params, final)
@@ -134,9 +144,9 @@ def test_two_processes_of_four_devices_match_one_process_of_eight(tmp_path):
 
 @pytest.mark.parametrize('mesh', [{'mesh.num_devices': 4}, {'mesh.data': 4, 'mesh.fsdp': 2, 'mesh.fsdp_min_size': 0},
                                   {'mesh.data': 2, 'mesh.fsdp': 2, 'mesh.tensor': 2, 'mesh.fsdp_min_size': 0}])
-def test_checkpoint_from_eight_devices_restores_on_another_mesh(tmp_path, mesh):
-  saved = experiment.train_and_evaluate(tiny_config(), str(tmp_path))
-  restored = experiment.train_and_evaluate(tiny_config(**mesh), str(tmp_path))  # num_steps reached: restore only
+def test_checkpoint_from_eight_devices_restores_on_another_mesh(tiny_run, tmp_path, mesh):
+  saved = tiny_run[1]  # trained and saved on the full mesh of eight devices
+  restored = experiment.train_and_evaluate(tiny_config(**mesh), str(_copy(tiny_run, tmp_path)))  # restore only
   leaf = jax.tree.leaves(restored.params)[0]
   assert len(leaf.sharding.mesh.devices.flat) == (4 if 'mesh.num_devices' in mesh else 8)
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
@@ -158,9 +168,11 @@ def test_compile_report_shows_fsdp_dividing_the_state():
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
   """An uninterrupted run of the tiny config (checkpoints 2 and 4; the same programs the other tests compile):
-  the reference result, and a workdir whose copies the tests damage."""
+  the reference result, and a workdir whose copies the tests damage. It logs every step's loss (the
+  one-process reference of the two-process test) and skips the sample evaluation (no test here reads it;
+  tests/test_train.py checks it): neither changes the state or the checkpoints."""
   work = tmp_path_factory.mktemp('tiny') / 'run'
-  return work, experiment.train_and_evaluate(tiny_config(), str(work))
+  return work, experiment.train_and_evaluate(tiny_config(log_every=1, **NO_SAMPLES), str(work))
 
 
 def _copy(tiny_run, tmp_path):
@@ -179,7 +191,7 @@ def test_a_corrupt_newest_checkpoint_resumes_from_the_previous_one_with_the_unin
   work = _copy(tiny_run, tmp_path)
   FAULTS['flipped bytes in a data file'][0](str(work / 'checkpoints' / '4'))
   with caplog.at_level(logging.WARNING):
-    state = experiment.train_and_evaluate(tiny_config(), str(work))
+    state = experiment.train_and_evaluate(tiny_config(**NO_SAMPLES), str(work))
   lines = [r.getMessage() for r in caplog.records]
   assert any(f'checkpoint 4 in {work / "checkpoints"} is broken (corrupt-data)' in line for line in lines), lines
   assert 'resuming from step 2; 2 steps will be redone.' in lines

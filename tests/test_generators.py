@@ -50,6 +50,19 @@ def _one_device(c):
   return c
 
 
+# For programs a test compiles to run once on tiny inputs: LLVM's optimizations cost seconds of compile there
+# (the trainer's own init does the same) and change nothing the tests check.
+_RUN_ONCE = {'xla_backend_optimization_level': 0}
+
+
+def _no_evals(c):
+  # For runs whose evaluator outputs a test does not read (the evaluators are checked on runs of their own:
+  # a VAE's in test_vae_… and test_registry.py, ct_samples in the GAN and diffusion tests).
+  for ev in c.evals.values():
+    ev.every = 0
+  return c
+
+
 def _changed(before, after):
   return jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))), before, after)
 
@@ -58,15 +71,15 @@ def test_gan_updates_both_networks_in_one_step_and_is_evaluated_by_the_harness(t
   c = ct_gan.get_config('test')
   task = registry.build_task(c)
   batch = {'image': jax.random.uniform(jax.random.PRNGKey(0), (8, 16, 16, 1), minval=-1, maxval=1)}
-  params = nn.meta.unbox(task.init(jax.random.PRNGKey(1), batch))
-  grads, metrics = jax.jit(task.grads)(params, batch, jax.random.PRNGKey(2))
+  params = nn.meta.unbox(jax.jit(task.init, compiler_options=_RUN_ONCE)(jax.random.PRNGKey(1), batch))
+  grads, metrics = jax.jit(task.grads, compiler_options=_RUN_ONCE)(params, batch, jax.random.PRNGKey(2))
   assert set(grads) == {'gen', 'disc'} and {'d_loss', 'g_loss', 'r1', 'loss'} <= set(metrics)
   for net in ('gen', 'disc'):
     assert float(sum(jnp.sum(jnp.abs(g)) for g in jax.tree.leaves(grads[net]))) > 0
   # The generator's gradient is that of L_G alone: the discriminator's loss does not leak into it.
   g_only = jax.jit(jax.grad(lambda g: adversarial.generator_loss(
       task._discriminate(params['disc'], task._generate(g, jax.random.normal(jax.random.PRNGKey(2), (8, 16)))),
-      'non_saturating')))(params['gen'])
+      'non_saturating')), compiler_options=_RUN_ONCE)(params['gen'])
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads['gen'], g_only)
 
   state = experiment.train_and_evaluate(_one_device(c), str(tmp_path))
@@ -100,10 +113,15 @@ def test_vae_with_its_adversarial_term_trains_and_reports_reconstruction(tmp_pat
   assert rec['psnr_db']['ci95'][0] <= rec['psnr_db']['mean'] <= rec['psnr_db']['ci95'][1]
 
 
+def _ldm_config():
+  # Without the sample evaluation: its outputs are not read here, and the test samples with `generate`.
+  return _no_evals(_one_device(ct_ldm.get_config('test')))
+
+
 def test_latent_diffusion_trains_on_frozen_scaled_latents_and_decodes_samples(tmp_path):
   vae_dir, ldm_dir = tmp_path / 'vae', tmp_path / 'ldm'
-  experiment.train_and_evaluate(_one_device(ct_vae.get_config('test')), str(vae_dir))
-  c = _one_device(ct_ldm.get_config('test'))
+  experiment.train_and_evaluate(_no_evals(_one_device(ct_vae.get_config('test'))), str(vae_dir))
+  c = _ldm_config()
   with pytest.raises(ValueError, match='autoencoder'):
     registry.build_task(c)  # no autoencoder named: the message says which run to train first
   c.task.autoencoder = str(vae_dir)
@@ -139,12 +157,12 @@ def test_latent_diffusion_trains_on_frozen_scaled_latents_and_decodes_samples(tm
   hu, step, _ = experiment.generate(str(ldm_dir), num=4, batch=8)
   assert step == 4 and hu.shape == (4, 16, 16) and hu.min() >= -1000 and hu.max() <= 1000
   # Continuing the autoencoder run changes nothing in the finished LDM: its decoder lives in its checkpoint.
-  longer = _one_device(ct_vae.get_config('test'))
+  longer = _no_evals(_one_device(ct_vae.get_config('test')))
   longer.num_steps = 6
   experiment.train_and_evaluate(longer, str(vae_dir))
   np.testing.assert_array_equal(experiment.generate(str(ldm_dir), num=4, batch=8)[0], hu)
   # A rerun naming another autoencoder step is refused, with the step the checkpoint holds.
-  again = _one_device(ct_ldm.get_config('test'))
+  again = _ldm_config()
   again.task.autoencoder, again.task.autoencoder_step = str(vae_dir), 6
   with pytest.raises(ValueError, match='holds the autoencoder of step 4'):
     experiment.train_and_evaluate(again, str(ldm_dir))
