@@ -129,7 +129,7 @@ def test_latent_diffusion_trains_on_frozen_scaled_latents_and_decodes_samples(tm
   _, vae_task, vae_params, _ = experiment.load_run(str(vae_dir))
   images = jnp.asarray(next(iter(__import__('aigc_jax.data.pipeline', fromlist=['x']).make_dataset(
       c.data, batch_size=16, process_index=0, process_count=1)))['image'])
-  mean, logvar = vae_task.encode(vae_params, images)
+  mean, logvar = jax.jit(vae_task.encode, compiler_options=_RUN_ONCE)(vae_params, images)
   # The scale makes the latents the diffusion is trained on (posterior draws for the first training images,
   # 16 here: exactly those) unit-variance; another draw of the noise agrees to sampling error.
   state = experiment.train_and_evaluate(c, str(ldm_dir))
