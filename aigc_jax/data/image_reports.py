@@ -49,7 +49,7 @@ class PhantomReports(serving.RowsSource):
     if config.seq_len <= config.target_len:
       raise ValueError(f'config.data.seq_len={config.seq_len} must leave room for the cue before '
                        f'target_len={config.target_len} report tokens.')
-    self._slices, self._labels = {}, {}
+    self._slices = {}
     self.tokenizer = text.resolve_tokenizer(config, workdir, lambda: [f'{CUE} {r}' for r in self.reports('train')])
     self._cue = self.tokenizer.encode([CUE])[0]
     if len(self._cue) >= config.seq_len - config.target_len + 1:
@@ -64,31 +64,30 @@ class PhantomReports(serving.RowsSource):
       raise ValueError(f'config.data.num_{split}={n}: the {split} split needs slices.')
     return n
 
+  def seed(self, split: str) -> int:
+    """The phantom seed of `split`'s slices (and of their wording): config.data.seed + 0, 1, 2."""
+    return int(self.config.seed) + SPLITS.index(split)
+
   def slices(self, split: str) -> tuple[np.ndarray, list[dict], list[str]]:
-    """(HU [N, H, W], what each report should say (`slice_reports.truth`), the reports) of `split`."""
+    """(HU [N, H, W], the phantom's labels of each slice (phantom.phantom_slice), the reports) of `split`."""
     if split not in self._slices:
-      seed = int(self.config.seed) + SPLITS.index(split)
-      hus, labels = [], []
-      for i in range(self._count(split)):
-        hu, lab = phantom.phantom_slice(seed, i, int(self.config.image_size),
-                                        lesion_prob=float(self.config.lesion_prob))
-        hus.append(hu)
-        labels.append(lab)
+      seed = self.seed(split)
+      pairs = [phantom.phantom_slice(seed, i, int(self.config.image_size), lesion_prob=float(self.config.lesion_prob))
+               for i in range(self._count(split))]
+      labels = [lab for _, lab in pairs]
       reports = [slice_reports.compose(lab, np.random.default_rng([seed, i, 7])) for i, lab in enumerate(labels)]
-      self._slices[split] = (np.stack(hus), [slice_reports.truth(lab) for lab in labels], reports)
-      self._labels[split] = labels
+      self._slices[split] = (np.stack([hu for hu, _ in pairs]), labels, reports)
     return self._slices[split]
 
   def labels(self, split: str) -> list[dict]:
-    """The phantom's labels of each slice of `split` (phantom.phantom_slice)."""
-    self.slices(split)
-    return self._labels[split]
+    return self.slices(split)[1]
 
   def reports(self, split: str) -> list[str]:
     return self.slices(split)[2]
 
   def truths(self, split: str) -> list[dict]:
-    return self.slices(split)[1]
+    """What each report of `split` should say (`slice_reports.truth`)."""
+    return [slice_reports.truth(lab) for lab in self.labels(split)]
 
   def rows(self, split: str) -> dict[str, np.ndarray]:
     """{'tokens', 'segment_ids', 'positions', 'loss_mask'} [N, seq_len] and 'image' [N, H, W, C]."""
@@ -148,6 +147,6 @@ def nearest_reports(train_images: np.ndarray, train_reports: list[str], images: 
 def redrawn_reports(data: PhantomReports, split: str) -> list[str]:
   """The reports of `split` composed again from the true labels with other wording draws: what a model that
   reads every slice right, but cannot know which of the radiologists' phrasings the reference drew, scores."""
-  seed = int(data.config.seed) + SPLITS.index(split)
+  seed = data.seed(split)
   return [slice_reports.compose(labels, np.random.default_rng([seed, i, 8]))
           for i, labels in enumerate(data.labels(split))]
