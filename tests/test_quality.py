@@ -65,6 +65,11 @@ def test_frechet_distance_matches_closed_forms_and_the_sqrtm_formula_without_dep
     # relative to the total variance, as with sqrtm).
     few = rng.normal(size=(20, 64))
     assert quality.frechet_distance(few, few) == pytest.approx(0.0, abs=1e-7 * np.trace(np.cov(few.T)))
+    # …and the samples-side form it takes there equals the moments' form (which rounds the zero
+    # eigenvalues of a singular covariance to ~1e-7 each, hence the tolerance).
+    other = rng.normal(size=(30, 64)) @ rng.normal(size=(64, 64)) + 0.3
+    assert quality.frechet_distance(few, other) == pytest.approx(quality.frechet_from_moments(
+        few.mean(0), np.cov(few, rowvar=False), other.mean(0), np.cov(other, rowvar=False)), rel=1e-7)
     assert quality.frechet_distance(f1[:, :1], f2[:, :1]) == pytest.approx(
         (f1[:, 0].mean() - f2[:, 0].mean()) ** 2 + (f1[:, 0].std(ddof=1) - f2[:, 0].std(ddof=1)) ** 2, rel=1e-9)
 

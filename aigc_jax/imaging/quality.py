@@ -76,9 +76,21 @@ def frechet_from_moments(m1: np.ndarray, s1: np.ndarray, m2: np.ndarray, s2: np.
 
 
 def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
-  """The Fréchet distance between Gaussians fitted to two feature sets [N, D] (FID in that feature space)."""
+  """The Fréchet distance between Gaussians fitted to two feature sets [N, D] (FID in that feature space).
+
+  With fewer samples than dimensions (a monitor's few samples in Inception's 2048) the D × D moments are never
+  formed: with A1, A2 the centred features, Σi = AiᵀAi / (ni − 1), and the nonzero eigenvalues of Σ1 Σ2 are
+  those of (A1 A2ᵀ)(A1 A2ᵀ)ᵀ / ((n1 − 1)(n2 − 1)), so tr (Σ1 Σ2)^½ is the sum of the singular values of the
+  n1 × n2 matrix A1 A2ᵀ over √((n1 − 1)(n2 − 1)). The same value, without two 2048² eigen-decompositions.
+  """
   f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
-  return frechet_from_moments(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
+  (n1, d), n2 = f1.shape, len(f2)
+  if max(n1, n2) >= d or min(n1, n2) < 2:
+    return frechet_from_moments(f1.mean(0), np.cov(f1, rowvar=False), f2.mean(0), np.cov(f2, rowvar=False))
+  a1, a2 = f1 - f1.mean(0), f2 - f2.mean(0)
+  tr_root = np.sum(np.linalg.svd(a1 @ a2.T, compute_uv=False)) / np.sqrt((n1 - 1) * (n2 - 1))
+  return float(np.sum((f1.mean(0) - f2.mean(0)) ** 2) + np.sum(a1 * a1) / (n1 - 1) + np.sum(a2 * a2) / (n2 - 1)
+               - 2.0 * tr_root)
 
 
 def kernel_inception_distance(f1: np.ndarray, f2: np.ndarray) -> float:
