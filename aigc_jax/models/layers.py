@@ -60,10 +60,14 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, impl: str = 'auto', images_
   return _einsum_attention(q, k, v)
 
 
-def _einsum_attention(q, k, v, mask=None):
+def attention_weights(q: jax.Array, k: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+  """softmax(q k^T / sqrt(d)) [B, heads, T, S], float32, `mask` as in `attend` (an all-masked row: uniform)."""
   q = q * (q.shape[-1] ** -0.5)
   logits = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32)  # softmax in float32: bf16-safe
   if mask is not None:
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)  # finite: an all-masked row stays finite
-  weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
-  return jnp.einsum('bhqk,bkhd->bqhd', weights, v)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+def _einsum_attention(q, k, v, mask=None):
+  return jnp.einsum('bhqk,bkhd->bqhd', attention_weights(q, k, mask).astype(v.dtype), v)

@@ -105,6 +105,20 @@ def attention_mask(segment_ids: jax.Array, causal: bool) -> jax.Array:
   return same[:, None]
 
 
+def self_attention_weights(model: 'Transformer', params, tokens, positions, segment_ids) -> jax.Array:
+  """[depth, B, heads, T, T]: each block's self-attention weights in a forward pass of `model` (a Transformer
+  or a TextClassifier, no cache), from the queries and keys that pass computes (captured, not recomputed by a
+  second copy of the blocks)."""
+  keep = lambda mdl, method: method == '__call__' and mdl.name in ('query', 'key')
+  _, state = model.apply({'params': params}, tokens, positions, segment_ids, capture_intermediates=keep,
+                         mutable=['intermediates'])
+  found = state['intermediates']
+  mask = attention_mask(segment_ids, model.causal)
+  return jnp.stack([layers.attention_weights(found[f'block_{i}']['query']['__call__'][0],
+                                             found[f'block_{i}']['key']['__call__'][0], mask)
+                    for i in range(model.depth)])
+
+
 class Transformer(nn.Module):
   """tokens [B, T] → logits [B, T, vocab_size] (and the hidden states, with `hidden=True`).
 
@@ -135,7 +149,7 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, tokens, positions=None, segment_ids=None, *, cache=None, index=None, start=None,
-               hidden=False, memory=None, memory_valid=None):
+               hidden=False, memory=None, memory_valid=None, embeddings=None):
     """With `cache` ({'k', 'v'}: [depth, B, S, heads, head_dim]) and `index` (where `tokens` start in it), the
     keys and values of `tokens` are written into the cache, queries see the cache up to themselves, and the
     return value is (logits, new cache). `start` [B] (optional): the cache slot of each row's first real
@@ -143,7 +157,10 @@ class Transformer(nn.Module):
     positions count from it. Without a cache: logits (and hidden states, with `hidden`).
 
     With `cross`: `memory` [B, S, W'] and `memory_valid` [B, S] (bool; default all) are what the
-    cross-attention reads; decoding, they are given to the prompt pass only (then they live in the cache)."""
+    cross-attention reads; decoding, they are given to the prompt pass only (then they live in the cache).
+
+    `embeddings` [B, T, width] (optional) stand in for the token embeddings of `tokens` (which still give the
+    shape): integrated gradients walk a path between two sets of embeddings (aigc_jax/evals/tokens.py)."""
     if self.width % self.heads:
       raise ValueError(f'config.model.width={self.width} is not divisible by heads={self.heads}.')
     dtype = jnp.dtype(self.dtype)
@@ -153,7 +170,7 @@ class Transformer(nn.Module):
       if cache is not None and start is not None:
         positions = jnp.maximum(positions - start[:, None], 0)
     embed = nn.Embed(self.vocab_size, self.width, name='embed', embedding_init=_init(0.02, EMBED_AXES))
-    x = embed(tokens) + nn.Embed(self.max_len, self.width, name='pos_embed',
+    x = (embed(tokens) if embeddings is None else embeddings) + nn.Embed(self.max_len, self.width, name='pos_embed',
                                  embedding_init=_init(0.01, (None, 'embed')))(positions)
     x = x.astype(dtype)
     if cache is None:
@@ -216,10 +233,10 @@ class TextClassifier(Transformer):
   num_labels: int = 2
 
   @nn.compact
-  def __call__(self, tokens, positions=None, segment_ids=None, **kw):
+  def __call__(self, tokens, positions=None, segment_ids=None, *, embeddings=None, **kw):
     if segment_ids is None:
       segment_ids = jnp.ones(tokens.shape, jnp.int32)
-    _, h = super().__call__(tokens, positions, segment_ids, hidden=True)
+    _, h = super().__call__(tokens, positions, segment_ids, hidden=True, embeddings=embeddings)
     real = (segment_ids != 0).astype(jnp.float32)[..., None]
     pooled = (h.astype(jnp.float32) * real).sum(1) / jnp.maximum(real.sum(1), 1.0)
     return nn.Dense(self.num_labels, name='cls_head', kernel_init=_init(0.02, ('embed', None)))(pooled)
