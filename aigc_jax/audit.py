@@ -1,22 +1,26 @@
-r"""Membership-inference audit of a trained CT run: can its own losses tell the slices it trained on from
-slices it never saw?
+r"""Membership-inference audit of a trained run: can its own losses tell the examples it trained on from
+examples it never saw?
 
   python -m aigc_jax.audit --workdir=runs/ct_classify [--num=512] [--repeats=4] [--references=4] [--seed=0]
+  python -m aigc_jax.audit --workdir=runs/coding       # text, tabular: the loss attack
 
-Members: `num` slices drawn at random (with --seed) from those the run was actually served — the first
-step × batch_size of its shuffled stream, or, for a differentially private run, every slice its Poisson
-draws included (`pipeline.trained_indices`: the plan in privacy.json, the seed in privacy_secret). Non-members: the first `num` held-out slices of the run's data (phantom seed
-+ 1, or a prepared dataset's test/validation split). Each slice is scored by the task's per-example training
-loss with the run's newest EMA parameters, averaged over `repeats` keys (the loss of a diffusion or noisy-input
-model draws noise). Attacks (`aigc_jax/evals/membership.py`): 'loss' always; 'calibrated' with
---references=K: K reference runs of the same config on disjoint phantom slices (data seed + 1000 + k; a
-prepared dataset has no such fresh data, and is refused) are trained by the same trainer in
-`<out>/reference_<k>` (reused when finished), and a slice's score is its mean reference loss minus the
-target's loss.
+Members: `num` examples drawn at random (with --seed) from those the run was actually served — the first
+step × batch_size of its shuffled stream, or, for a differentially private run, every example its Poisson
+draws included (`pipeline.trained_indices`: the plan in privacy.json, the seed in privacy_secret).
+Non-members: for CT, the first `num` held-out slices of the run's data (phantom seed + 1, or a prepared
+dataset's test/validation split); for the row sources (text, labelled text, text pairs, image reports,
+tabular cohorts), `num` rows drawn at random from the test split, which the splits keep apart by document
+group or patient (for a language model, rows are packed token rows: a row is the unit). Each example is scored by the
+task's per-example training loss with the run's newest EMA parameters, averaged over `repeats` keys (the loss
+of a diffusion or noisy-input model draws noise). Attacks (`aigc_jax/evals/membership.py`): 'loss' always;
+'calibrated' with --references=K: K reference runs of the same config on disjoint phantom slices (data seed +
+1000 + k; a prepared dataset or a row source has no such fresh data, and is refused) are trained by the same
+trainer in `<out>/reference_<k>` (reused when finished), and an example's score is its mean reference loss
+minus the target's loss.
 
 Writes `<out>/audit_<step>.json` (default out: `<workdir>/audit`): AUC and TPR at 0.1 % / 1 % FPR with
 bootstrap 95 % intervals per attack, the counts, and the run's ε from privacy.json where it was private. Only
-aggregate figures are written: no slice, index or identifier.
+aggregate figures are written: no example, index, text or identifier.
 """
 
 import json
@@ -35,6 +39,7 @@ import numpy as np  # noqa: E402
 from aigc_jax import experiment  # noqa: E402
 from aigc_jax.core import reporting  # noqa: E402
 from aigc_jax.data import pipeline  # noqa: E402
+from aigc_jax.data import serving  # noqa: E402
 from aigc_jax.evals import membership  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -42,7 +47,7 @@ REFERENCE_SEED_OFFSET = 1000  # reference runs' phantom seeds: apart from the ru
 
 
 def define_flags():
-  flags.DEFINE_string('workdir', None, 'A training workdir of a CT run (config.json and checkpoints/).')
+  flags.DEFINE_string('workdir', None, 'A training workdir (config.json and checkpoints/).')
   flags.DEFINE_integer('num', 512, 'Members and non-members to score, each.')
   flags.DEFINE_integer('repeats', 4, 'Keys to average each per-example loss over.')
   flags.DEFINE_integer('references', 0, 'Reference runs for the calibrated attack (0: the loss attack only).')
@@ -50,11 +55,34 @@ def define_flags():
   flags.DEFINE_string('out', '', 'Output folder (default <workdir>/audit).')
 
 
-def _check_ct(config: ml_collections.ConfigDict, flag: str) -> None:
+def _ct_sets(workdir, config, step, num, rng):
+  """(members, non-members, their descriptions) of a CT run."""
   name = config.data.name
   if name != 'phantom_ct' and not name.startswith('tfds:'):
-    raise ValueError(f'{flag}: the run trained on {name!r}; the audit reads CT slices (phantom_ct or a prepared '
-                     'tfds: dataset) so far.')
+    raise ValueError(f'--workdir={workdir}: the run trained on {name!r}, which the audit cannot read as CT slices '
+                     'or as rows (phantom_ct, a prepared tfds: dataset, or a source with train/test rows).')
+  trained = np.unique(pipeline.trained_indices(workdir, config, step))
+  chosen = np.sort(rng.choice(trained, min(num, len(trained)), replace=False))
+  members = pipeline.examples_at(config.data, pipeline.make_source(config.data), chosen)
+  held_out, held_name = pipeline.held_out_source(config.data, num=num)
+  count = min(num, len(held_out))
+  return (members, pipeline.examples_at(config.data, held_out, range(count)),
+          f'{len(chosen)} of the {len(trained)} training slices served', f'{count} of {held_name}')
+
+
+def _row_sets(workdir, config, step, data, num, rng):
+  """(members, non-members, their descriptions) of a run on a row source (text, tabular)."""
+  train = data.rows(config.data.split)
+  trained = np.unique(pipeline.trained_indices(workdir, config, step, len(serving.Rows(train))))
+  chosen = np.sort(rng.choice(trained, min(num, len(trained)), replace=False))
+  test = data.rows('test')
+  size = len(serving.Rows(test))
+  # Drawn at random too: a split's rows keep its source's order (a cohort sorted by outcome, corpora one after
+  # another), so its first rows are no sample of it (taking them gave a 0.78 AUC on flchain by label mix alone).
+  picked = np.sort(rng.choice(size, min(num, size), replace=False))
+  what = f'{config.data.name} rows'
+  return ({k: v[chosen] for k, v in train.items()}, {k: v[picked] for k, v in test.items()},
+          f'{len(chosen)} of the {len(trained)} training {what} served', f'{len(picked)} of the {size} test {what}')
 
 
 def _reference_losses(config, batches, out_dir, k, *, key, repeats):
@@ -77,24 +105,20 @@ def _reference_losses(config, batches, out_dir, k, *, key, repeats):
 def audit(workdir: str, *, num: int = 512, repeats: int = 4, references: int = 0, seed: int = 0,
           out_dir: str = '') -> dict:
   """The audit of the module docstring; returns what it writes."""
-  config, task, params, step = experiment.load_run(workdir)
-  _check_ct(config, f'--workdir={workdir}')
+  config, task, params, step, data = experiment.load_run(workdir, with_data=True)
   if references and config.data.name != 'phantom_ct':
-    raise ValueError(f'--references={references}: reference runs need fresh slices from the run\'s own '
+    raise ValueError(f'--references={references}: reference runs need fresh examples from the run\'s own '
                      f'distribution, which only the phantom makes (the run has {config.data.name!r}); use '
                      '--references=0 (the loss attack).')
   rng = np.random.default_rng(seed)
-  trained = np.unique(pipeline.trained_indices(workdir, config, step))
-  chosen = np.sort(rng.choice(trained, min(num, len(trained)), replace=False))
-  members = pipeline.examples_at(config.data, pipeline.make_source(config.data), chosen)
-  held_out, held_name = pipeline.held_out_source(config.data, num=num)
-  count = min(num, len(held_out))
-  nonmembers = pipeline.examples_at(config.data, held_out, range(count))
+  if isinstance(data, serving.RowsSource):
+    members, nonmembers, member_what, nonmember_what = _row_sets(workdir, config, step, data, num, rng)
+  else:
+    members, nonmembers, member_what, nonmember_what = _ct_sets(workdir, config, step, num, rng)
   key = jax.random.PRNGKey(seed)
   target = [membership.per_example_losses(task, params, b, key=key, repeats=repeats)
             for b in (members, nonmembers)]
-  report = {'workdir_step': step, 'members': f'{len(chosen)} of the {len(trained)} training slices served',
-            'nonmembers': f'{count} of {held_name}', 'repeats': repeats,
+  report = {'workdir_step': step, 'members': member_what, 'nonmembers': nonmember_what, 'repeats': repeats,
             'mean_loss': {'members': float(target[0].mean()), 'nonmembers': float(target[1].mean())},
             'attacks': {'loss': membership.attack_report(-target[0], -target[1], seed=seed)}}
   out_dir = out_dir or os.path.join(workdir, 'audit')

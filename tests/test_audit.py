@@ -1,8 +1,10 @@
 """Membership inference: the attack metrics against scikit-learn and hand-worked cases, and the audit command
-on a tiny run (members drawn from what the run was served, a reference run trained by the same trainer)."""
+on tiny CT and tabular runs (members drawn from what the run was served, a reference run trained by the same
+trainer)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,6 +17,7 @@ from aigc_jax import experiment
 from aigc_jax.data import pipeline
 from aigc_jax.evals import membership
 from configs import ct_features
+from configs import risk
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,3 +66,25 @@ def test_audit_scores_served_members_against_held_out_slices_with_a_reference_ru
   proc = subprocess.run([sys.executable, '-m', 'aigc_jax.audit', f'--workdir={tmp_path / "nothing"}'], cwd=ROOT,
                         env=env, capture_output=True, text=True)
   assert proc.returncode != 0 and 'config.json not found' in proc.stderr
+
+
+def test_audit_of_a_row_source_run_scores_the_rows_it_was_served_against_the_test_split(tmp_path):
+  c = risk.get_config('test')
+  c.evals = type(c.evals)()
+  work = str(tmp_path / 'run')
+  experiment.train_and_evaluate(c, work)
+  _, _, _, _, data = experiment.load_run(work, with_data=True)
+  train = data.rows('train')
+  served = pipeline.trained_indices(work, c, 4, len(train['features']))
+  assert len(served) == 32 < len(train['features'])   # 4 steps × 8 rows, less than an epoch
+  # They are the rows the run's 4 batches held, in the order served.
+  stream = iter(data.make_dataset(batch_size=c.batch_size, process_index=0, process_count=1))
+  np.testing.assert_array_equal(np.concatenate([next(stream)['features'] for _ in range(4)]),
+                                train['features'][served])
+  report = audit.audit(work, num=16, repeats=1, out_dir=str(tmp_path / 'audit'))
+  assert report['members'] == '16 of the 32 training tabular rows served'
+  assert re.fullmatch(r'16 of the \d+ test tabular rows', report['nonmembers'])
+  r = report['attacks']['loss']
+  assert 0 <= r['auc_lo'] <= r['auc'] <= r['auc_hi'] <= 1 and r['members'] == r['nonmembers'] == 16
+  with pytest.raises(ValueError, match='only the phantom makes'):
+    audit.audit(work, num=16, references=1, out_dir=str(tmp_path / 'audit'))

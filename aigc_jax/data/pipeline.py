@@ -303,10 +303,13 @@ def monitor_pairs(config: ml_collections.ConfigDict, num: int) -> tuple[np.ndarr
           np.stack([_fit(config, e['hu']) for e in examples]), name)
 
 
-def served_indices(config: ml_collections.ConfigDict, num_served: int) -> np.ndarray:
+def served_indices(config: ml_collections.ConfigDict, num_served: int, num_examples: int | None = None
+                   ) -> np.ndarray:
   """Source indices of the distinct training examples among the first `num_served` the stream yields, in
-  `make_dataset`'s order (shuffled with config.seed): after a full epoch, every example of the split."""
-  n = len(make_source(config))
+  `make_dataset`'s order (shuffled with config.seed): after a full epoch, every example of the split.
+  `num_examples`: the split's size for a source other than CT slices (text, tabular: `serving.stream`'s
+  order is the same)."""
+  n = len(make_source(config)) if num_examples is None else num_examples
   if num_served >= n:
     return np.arange(n)
   order = grain.MapDataset.range(n)
@@ -315,12 +318,13 @@ def served_indices(config: ml_collections.ConfigDict, num_served: int) -> np.nda
   return np.array([order[i] for i in range(num_served)], np.int64)
 
 
-def trained_indices(workdir: str, config: ml_collections.ConfigDict, step: int) -> np.ndarray:
+def trained_indices(workdir: str, config: ml_collections.ConfigDict, step: int, num_examples: int | None = None
+                    ) -> np.ndarray:
   """Source indices of the distinct training examples the first `step` steps of the run in `workdir` (with
   run config `config`) were served: the shuffled stream's first step × batch_size (`served_indices`), or, for
   a private run, every example one of its Poisson draws included (its plan and seed read from the workdir)."""
   if not (config.get('privacy') and config.privacy.get('enabled')):
-    return served_indices(config.data, step * int(config.batch_size))
+    return served_indices(config.data, step * int(config.batch_size), num_examples)
   record = accountant.read_record(workdir)
   if record is None:
     raise FileNotFoundError(f'{os.path.join(workdir, accountant.RECORD)} not found: a private run writes it at '
