@@ -16,6 +16,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 5_000
   c.sync_every = 8               # block on the device at least this often (XLA:CPU collective deadlock)
   c.init_from = ''               # a workdir or checkpoint dir to take params from when the workdir is empty
+  # Only these parts of init_from's params, {this model's top-level name: 'path/in/that/run'}; the rest fresh
+  # (aigc_jax/core/warm_start.py: a classifier on a pretrained autoencoder's encoder).
+  c.init_parts = ml_collections.ConfigDict()
   # Evaluators run on held-out data at their own interval and at the last step (aigc_jax/core/evaluation.py):
   # evals.<name> = evaluator(type, every=steps, <its fields>); types are registered in aigc_jax/registry.py.
   # They log <name>/<key> scalars, images (also <workdir>/<name>/<key>_<step>.png) and texts; every=0 skips.

@@ -1,15 +1,20 @@
 """The diagnostic classifier: `diagnostic_scores` (what a diagnostic paper reports) on hand-made cases, checked
-by hand and against scikit-learn, and configs/ct_classify.py:test trained through the trainer."""
+by hand and against scikit-learn, configs/ct_classify.py:test trained through the trainer, and the classifier on
+an autoencoder's encoder started from a trained one (config.init_parts)."""
 
 import json
 
+import jax
+import ml_collections
 import numpy as np
 import pytest
 from sklearn import metrics
 
 from aigc_jax import experiment
+from aigc_jax.core import checkpoint
 from aigc_jax.evals import classification
 from configs import ct_classify
+from configs import ct_vae
 
 
 def probs_of(abnormal_score: np.ndarray, k: int = 3) -> np.ndarray:
@@ -128,9 +133,44 @@ def test_ct_classify_test_recipe_trains_and_logs_the_diagnostic_figures(tmp_path
 
 
 def test_unknown_variant_names_the_variants():
-  with pytest.raises(ValueError, match='runlocal, runlocal_public, runlocal_dp, runlocal_pgd, test'):
+  with pytest.raises(ValueError, match='runlocal, runlocal_public, runlocal_dp, runlocal_pgd, runlocal_vae, test'):
     ct_classify.get_config('runlocl')
   dp = ct_classify.get_config('runlocal_dp')
   assert dp.privacy.enabled and dp.privacy.noise_multiplier == 1.0 and dp.batch_size == 256
   pgd = ct_classify.get_config('runlocal_pgd')
   assert pgd.task.adversarial.kind == 'pgd' and pgd.num_steps == ct_classify.get_config('runlocal').num_steps
+
+
+def test_the_classifier_on_an_autoencoders_encoder_starts_from_a_trained_one_with_a_fresh_head(tmp_path):
+  vae = ct_vae.get_config('test')   # as the latent-diffusion test trains it: one compile for both
+  vae.mesh.num_devices = 1
+  for ev in vae.evals.values():
+    ev.every = 0
+  experiment.train_and_evaluate(vae, str(tmp_path / 'vae'))
+  c = ct_classify.get_config('test')
+  c.evals = ml_collections.ConfigDict()
+  c.model = ml_collections.ConfigDict({'name': 'vae_encoder_classifier', 'num_classes': 3})
+  for key in ('channels', 'num_res_blocks', 'latent_channels', 'norm_groups'):
+    c.model[key] = vae.model[key]
+  c.init_from, c.init_parts = str(tmp_path / 'vae'), ml_collections.ConfigDict({'encoder': 'vae/encoder'})
+  c.optim.learning_rate = 0.0       # nothing moves: the finished params are the loaded ones
+  state = experiment.train_and_evaluate(c, str(tmp_path / 'cls'))
+  _, vae_task, _, _, vae_data = experiment.load_run(str(tmp_path / 'vae'), with_data=True)
+  trained = checkpoint.restore_params(str(tmp_path / 'vae'), {'params': experiment.abstract_params(vae_task, vae_data)})
+  encoder = trained['params']['vae']['encoder']
+  assert set(state.params) == {'encoder', 'cls_head'}
+  assert set(state.params['encoder']) < set(encoder)    # all but the latent projection, which it does not use
+  for name, part in state.params['encoder'].items():
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(part), jax.device_get(encoder[name]))
+  assert np.abs(np.asarray(state.params['cls_head']['kernel'])).sum() > 0   # fresh, not zeros
+  # A name this model lacks, a path the run lacks, and parts of another shape are refused by name.
+  for parts, match in (({'decoder': 'vae/decoder'}, "names \\['decoder'\\]"),
+                       ({'encoder': 'vae/encoderr'}, 'not there'),
+                       ({'encoder': 'vae/decoder'}, 'not there|do not fit')):
+    c.init_parts = ml_collections.ConfigDict(parts)
+    with pytest.raises(checkpoint.CheckpointMismatch, match=match):
+      experiment.train_and_evaluate(c, str(tmp_path / f'bad_{len(match)}'))
+  c.model.channels = (16, 16)
+  c.init_parts = ml_collections.ConfigDict({'encoder': 'vae/encoder'})
+  with pytest.raises(checkpoint.CheckpointMismatch, match='do not fit'):
+    experiment.train_and_evaluate(c, str(tmp_path / 'bad_shape'))

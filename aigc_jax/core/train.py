@@ -29,6 +29,7 @@ from aigc_jax.core import preemption
 from aigc_jax.core import reporting
 from aigc_jax.core import sharding
 from aigc_jax.core import train_state
+from aigc_jax.core import warm_start
 from aigc_jax.core.privacy import accountant
 from aigc_jax.core.privacy import dp_sgd
 from aigc_jax.core.privacy import sampling
@@ -233,9 +234,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, task:
     return state.replace(params=put(s.state_shardings.params), ema_params=put(s.state_shardings.ema_params))
 
   with checkpoint.closing_on_error(mngr):
+    parts = dict(config.get('init_parts') or {})
     state, how = checkpoint.restore_or_init(mngr, abstract_state=s.abstract_state, data_iter=data_iter,
-                                            init_fn=fresh, init_from=config.init_from,
+                                            init_fn=fresh, init_from='' if parts else config.init_from,
                                             new_heads=getattr(task, 'new_heads', ()))
+    if how == 'scratch' and parts and config.init_from:
+      state, how = warm_start.load_parts(str(config.init_from), state, s.abstract_state, parts), 'init_parts'
     task.check_params(state.params)
   # Written once the checkpoints are known to fit this config: a mismatched rerun must not overwrite the
   # config.json that `aigc_jax.sample` and `evaluate` rebuild the existing checkpoints' model from.

@@ -15,6 +15,7 @@ MODELS = {
     'red_cnn': restoration.REDCNN,
     'dcgan': gan.GAN,
     'kl_autoencoder': autoencoder.KLAutoencoder,
+    'vae_encoder_classifier': autoencoder.EncoderClassifier,
     'ct_feature_net': feature_net.FeatureNet,
     'transformer': transformer.Transformer,
     'text_classifier': transformer.TextClassifier,
