@@ -3,6 +3,7 @@ examples it never saw?
 
   python -m aigc_jax.audit --workdir=runs/ct_classify [--num=512] [--repeats=4] [--references=4] [--seed=0]
   python -m aigc_jax.audit --workdir=runs/coding       # text, tabular: the loss attack
+  python -m aigc_jax.audit --workdir=runs/ct_local --timesteps=25,100,400   # diffusion: also at chosen steps
 
 Members: `num` examples drawn at random (with --seed) from those the run was actually served — the first
 step × batch_size of its shuffled stream, or, for a differentially private run, every example its Poisson
@@ -16,7 +17,10 @@ of a diffusion or noisy-input model draws noise). Attacks (`aigc_jax/evals/membe
 'calibrated' with --references=K: K reference runs of the same config on disjoint phantom slices (data seed +
 1000 + k; a prepared dataset or a row source has no such fresh data, and is refused) are trained by the same
 trainer in `<out>/reference_<k>` (reused when finished), and an example's score is its mean reference loss
-minus the target's loss.
+minus the target's loss. With --timesteps (diffusion and flow models), each attack is also run on the
+denoising loss at each chosen step alone (`loss@t=25`, ...): a training image is told apart best at small
+and middle noise levels (Carlini et al. 2023; Matsumoto et al. 2023), where the loss averaged over all steps
+dilutes it with the near-pure-noise steps, which any model denoises alike.
 
 Writes `<out>/audit_<step>.json` (default out: `<workdir>/audit`): AUC and TPR at 0.1 % / 1 % FPR with
 bootstrap 95 % intervals per attack, the counts, and the run's ε from privacy.json where it was private. Only
@@ -53,6 +57,8 @@ def define_flags():
   flags.DEFINE_integer('references', 0, 'Reference runs for the calibrated attack (0: the loss attack only).')
   flags.DEFINE_integer('seed', 0, 'Member choice, loss keys and bootstrap seed.')
   flags.DEFINE_string('out', '', 'Output folder (default <workdir>/audit).')
+  flags.DEFINE_list('timesteps', [], 'A diffusion / flow model: also attack its denoising loss at these steps '
+                    '(0…T−1; a flow model\'s time is step / (T − 1)), each a separate attack.')
 
 
 def _ct_sets(workdir, config, step, num, rng):
@@ -85,8 +91,8 @@ def _row_sets(workdir, config, step, data, num, rng):
           f'{len(chosen)} of the {len(trained)} training {what} served', f'{len(picked)} of the {size} test {what}')
 
 
-def _reference_losses(config, batches, out_dir, k, *, key, repeats):
-  """Per-example losses of `batches` under reference run k (trained here unless it finished before)."""
+def _reference_run(config, out_dir, k):
+  """(task, params) of reference run k (trained here unless it finished before)."""
   ref = config.copy_and_resolve_references()
   ref.data.seed = int(config.data.seed) + REFERENCE_SEED_OFFSET + k
   ref.seed = int(config.seed) + 1 + k
@@ -99,36 +105,58 @@ def _reference_losses(config, batches, out_dir, k, *, key, repeats):
     reporting.log(f'audit: training reference run {k} (data seed {ref.data.seed}) in {ref_dir}')
     experiment.train_and_evaluate(ref, ref_dir)
   _, task, params, _ = experiment.load_run(ref_dir)
-  return [membership.per_example_losses(task, params, b, key=key, repeats=repeats) for b in batches]
+  return task, params
+
+
+def _check_timesteps(timesteps, task, config) -> None:
+  if not timesteps:
+    return
+  total = getattr(getattr(task, 'schedule', None), 'timesteps', 0)
+  if not total:
+    raise ValueError(f'--timesteps={",".join(map(str, timesteps))}: the run\'s task ({config.task.name!r}) has no '
+                     'timesteps to choose; leave --timesteps empty (its loss as trained).')
+  bad = [t for t in timesteps if not 0 <= t < total]
+  if bad:
+    raise ValueError(f'--timesteps: {bad} outside the model\'s steps 0…{total - 1}.')
 
 
 def audit(workdir: str, *, num: int = 512, repeats: int = 4, references: int = 0, seed: int = 0,
-          out_dir: str = '') -> dict:
+          out_dir: str = '', timesteps: tuple[int, ...] = ()) -> dict:
   """The audit of the module docstring; returns what it writes."""
   config, task, params, step, data = experiment.load_run(workdir, with_data=True)
   if references and config.data.name != 'phantom_ct':
     raise ValueError(f'--references={references}: reference runs need fresh examples from the run\'s own '
                      f'distribution, which only the phantom makes (the run has {config.data.name!r}); use '
                      '--references=0 (the loss attack).')
+  _check_timesteps(timesteps, task, config)
   rng = np.random.default_rng(seed)
   if isinstance(data, serving.RowsSource):
     members, nonmembers, member_what, nonmember_what = _row_sets(workdir, config, step, data, num, rng)
   else:
     members, nonmembers, member_what, nonmember_what = _ct_sets(workdir, config, step, num, rng)
   key = jax.random.PRNGKey(seed)
-  target = [membership.per_example_losses(task, params, b, key=key, repeats=repeats)
-            for b in (members, nonmembers)]
+  # One scoring per timestep chosen (None: the loss as trained, at random timesteps for a diffusion model).
+  scorings = {'': None, **{f'@t={t}': int(t) for t in timesteps}}
+
+  def losses(task, params):
+    return {name: [membership.per_example_losses(task, params, b, key=key, repeats=repeats, timestep=t)
+                   for b in (members, nonmembers)] for name, t in scorings.items()}
+  target = losses(task, params)
   report = {'workdir_step': step, 'members': member_what, 'nonmembers': nonmember_what, 'repeats': repeats,
-            'mean_loss': {'members': float(target[0].mean()), 'nonmembers': float(target[1].mean())},
-            'attacks': {'loss': membership.attack_report(-target[0], -target[1], seed=seed)}}
+            'mean_loss': {'members': float(target[''][0].mean()), 'nonmembers': float(target[''][1].mean())},
+            'attacks': {f'loss{name}': membership.attack_report(-m, -n, seed=seed)
+                        for name, (m, n) in target.items()}}
+  if timesteps:
+    report['mean_loss_at'] = {name[1:]: {'members': float(m.mean()), 'nonmembers': float(n.mean())}
+                              for name, (m, n) in target.items() if name}
   out_dir = out_dir or os.path.join(workdir, 'audit')
   os.makedirs(out_dir, exist_ok=True)
   if references:
-    refs = [_reference_losses(config, (members, nonmembers), out_dir, k, key=key, repeats=repeats)
-            for k in range(references)]
-    mean_ref = [np.mean([r[i] for r in refs], axis=0) for i in range(2)]
-    report['attacks']['calibrated'] = membership.attack_report(mean_ref[0] - target[0], mean_ref[1] - target[1],
-                                                               seed=seed)
+    refs = [losses(*_reference_run(config, out_dir, k)) for k in range(references)]
+    for name, (m, n) in target.items():
+      mean_ref = [np.mean([r[name][i] for r in refs], axis=0) for i in range(2)]
+      report['attacks'][f'calibrated{name}'] = membership.attack_report(mean_ref[0] - m, mean_ref[1] - n,
+                                                                        seed=seed)
     report['references'] = references
   privacy = os.path.join(workdir, 'privacy.json')
   if os.path.exists(privacy):
@@ -144,7 +172,7 @@ def audit(workdir: str, *, num: int = 512, repeats: int = 4, references: int = 0
 def summary(report: dict) -> str:
   lines = [f'members: {report["members"]}; non-members: {report["nonmembers"]}']
   for name, r in report['attacks'].items():
-    lines.append(f'{name:>10}: AUC {r["auc"]:.3f} [{r["auc_lo"]:.3f}, {r["auc_hi"]:.3f}]  '
+    lines.append(f'{name:>16}: AUC {r["auc"]:.3f} [{r["auc_lo"]:.3f}, {r["auc_hi"]:.3f}]  '
                  f'TPR@0.1%FPR {r["tpr@0.1%fpr"]:.3f} [{r["tpr@0.1%fpr_lo"]:.3f}, {r["tpr@0.1%fpr_hi"]:.3f}]  '
                  f'TPR@1%FPR {r["tpr@1%fpr"]:.3f} [{r["tpr@1%fpr_lo"]:.3f}, {r["tpr@1%fpr_hi"]:.3f}]')
   if 'privacy' in report:
@@ -158,8 +186,13 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   reporting.quiet_library_logs()
   try:
+    timesteps = tuple(int(t) for t in FLAGS.timesteps)
+  except ValueError:
+    raise app.UsageError(f'--timesteps={",".join(FLAGS.timesteps)}: give whole steps, e.g. --timesteps=50,100,300'
+                         ) from None
+  try:
     report = audit(FLAGS.workdir, num=FLAGS.num, repeats=FLAGS.repeats, references=FLAGS.references,
-                   seed=FLAGS.seed, out_dir=FLAGS.out)
+                   seed=FLAGS.seed, out_dir=FLAGS.out, timesteps=timesteps)
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e)) from None
   print(summary(report))

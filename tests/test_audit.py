@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
@@ -18,6 +19,7 @@ from aigc_jax.data import pipeline
 from aigc_jax.evals import membership
 from configs import ct_features
 from configs import risk
+from tiny_config import tiny_diffusion_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,6 +63,8 @@ def test_audit_scores_served_members_against_held_out_slices_with_a_reference_ru
   assert ref['data']['seed'] == c.data.seed + audit.REFERENCE_SEED_OFFSET and ref['evals'] == {}
   written = json.loads((tmp_path / 'audit' / 'audit_4.json').read_text())
   assert written['attacks']['loss']['auc'] == report['attacks']['loss']['auc'] and 'privacy' not in written
+  with pytest.raises(ValueError, match='no timesteps to choose'):
+    audit.audit(work, num=16, timesteps=(10,), out_dir=str(tmp_path / 'audit'))
 
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   proc = subprocess.run([sys.executable, '-m', 'aigc_jax.audit', f'--workdir={tmp_path / "nothing"}'], cwd=ROOT,
@@ -88,3 +92,22 @@ def test_audit_of_a_row_source_run_scores_the_rows_it_was_served_against_the_tes
   assert 0 <= r['auc_lo'] <= r['auc'] <= r['auc_hi'] <= 1 and r['members'] == r['nonmembers'] == 16
   with pytest.raises(ValueError, match='only the phantom makes'):
     audit.audit(work, num=16, references=1, out_dir=str(tmp_path / 'audit'))
+
+
+def test_audit_of_a_diffusion_run_attacks_its_denoising_loss_at_chosen_timesteps(tmp_path):
+  work = str(tmp_path / 'run')
+  c, _ = tiny_diffusion_run(work)
+  report = audit.audit(work, num=8, repeats=2, timesteps=(0, 40), out_dir=str(tmp_path / 'audit'))
+  assert set(report['attacks']) == {'loss', 'loss@t=0', 'loss@t=40'}
+  # The same keys score every step, so a timestep ignored would give equal losses; each mean is what
+  # per_example_losses gives at that step.
+  _, task, params, _ = experiment.load_run(work)
+  at = report['mean_loss_at']
+  assert at['t=0']['members'] != at['t=40']['members']
+  held_out, _ = pipeline.held_out_source(c.data, num=8)
+  nonmembers = pipeline.examples_at(c.data, held_out, range(8))
+  direct = membership.per_example_losses(task, params, nonmembers, key=jax.random.PRNGKey(0), repeats=2,
+                                         timestep=40)
+  assert at['t=40']['nonmembers'] == pytest.approx(direct.mean(), rel=1e-6)
+  with pytest.raises(ValueError, match=r'outside the model\'s steps 0…49'):
+    audit.audit(work, num=8, timesteps=(50,))

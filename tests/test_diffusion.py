@@ -59,6 +59,24 @@ def test_eps_loss_is_zero_for_a_perfect_predictor_and_one_for_zero():
                              1.0, atol=0.02)
 
 
+def test_losses_at_a_chosen_timestep_are_the_objective_at_that_step():
+  s = diffusion.make_schedule('linear', 100)
+  x0 = jax.random.normal(jax.random.PRNGKey(2), (3, 8))
+  rng = jax.random.PRNGKey(3)
+  seen = []
+  identity = lambda x, t: seen.append(t) or x  # the "model" returns x_t, whose error to ε depends on t
+  noise = jax.random.normal(jax.random.split(rng)[1], x0.shape)  # the loss's own noise draw
+  for t in (0, 37, 99):
+    a = s.alphas_cumprod[t]
+    want = jnp.mean(jnp.square(jnp.sqrt(a) * x0 + jnp.sqrt(1 - a) * noise - noise), axis=1)
+    np.testing.assert_allclose(diffusion.loss(identity, s, x0, rng, t=t), want, rtol=1e-6)
+    assert np.all(np.asarray(seen[-1]) == t) and seen[-1].shape == (3,)
+  # Flow: x_t = (1 − t) x0 + t ε against the velocity ε − x0; the model is told t on the 0…999 scale.
+  np.testing.assert_allclose(flow.loss(lambda x, t: seen.append(t) or x, x0, rng, 0.25),
+                             jnp.mean(jnp.square(0.75 * x0 + 0.25 * noise - (noise - x0)), axis=1), rtol=1e-6)
+  np.testing.assert_allclose(seen[-1], 0.25 * flow.TIME_SCALE)
+
+
 def _std(x):
   return float(np.asarray(x).std())
 

@@ -15,6 +15,7 @@ examples. AUC 0.5 is chance.
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 FPRS = (0.001, 0.01)
@@ -66,18 +67,24 @@ def attack_report(members: np.ndarray, nonmembers: np.ndarray, *, boots: int = 2
 
 
 @functools.lru_cache(maxsize=8)
-def _loss_fn(task):
-  """The task's jitted per-example loss, one per task: members and non-members (same shapes) share a compile."""
-  return jax.jit(lambda p, b, k: task.per_example_loss(p, b, k)[0])
+def _loss_fn(task, at_timestep: bool):
+  """The task's jitted per-example loss, one per task: members and non-members (same shapes) share a compile,
+  and so do the chosen timesteps (traced, not constants)."""
+  if at_timestep:
+    return jax.jit(lambda p, b, k, t: task.per_example_loss(p, b, k, timestep=t)[0])
+  return jax.jit(lambda p, b, k, t: task.per_example_loss(p, b, k)[0])
 
 
 def per_example_losses(task, params, batch: dict[str, np.ndarray], *, key: jax.Array, repeats: int = 1,
-                       chunk: int = 128) -> np.ndarray:
+                       chunk: int = 128, timestep: int | None = None) -> np.ndarray:
   """[N] the task's per-example loss of each row of `batch`, averaged over `repeats` keys (the same keys for
-  every example and every model, so target and reference losses are comparable), in fixed-size chunks."""
+  every example and every model, so target and reference losses are comparable), in fixed-size chunks.
+  `timestep`: a diffusion model's loss at that step (its noise still drawn from the keys) instead of at
+  random steps."""
   n = len(next(iter(batch.values())))
   size = min(chunk, n)
-  fn = _loss_fn(task)
+  fn = _loss_fn(task, timestep is not None)
+  t = jnp.int32(0 if timestep is None else timestep)
   out = np.zeros(n)
   for r in range(repeats):
     k = jax.random.fold_in(key, r)
@@ -86,5 +93,5 @@ def per_example_losses(task, params, batch: dict[str, np.ndarray], *, key: jax.A
       have = len(next(iter(part.values())))
       if have < size:  # pad the last chunk so the loss compiles once
         part = {name: np.concatenate([v, np.repeat(v[-1:], size - have, 0)]) for name, v in part.items()}
-      out[i:i + have] += np.asarray(fn(params, part, k))[:have]
+      out[i:i + have] += np.asarray(fn(params, part, k, t))[:have]
   return out / repeats

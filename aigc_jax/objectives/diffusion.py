@@ -90,14 +90,19 @@ def to_x0_eps(prediction: str, out: jax.Array, x: jax.Array, a: jax.Array) -> tu
   return jnp.sqrt(a) * x - jnp.sqrt(1.0 - a) * out, jnp.sqrt(1.0 - a) * x + jnp.sqrt(a) * out
 
 
-def loss(model_fn: EpsFn, schedule: Schedule, x0: jax.Array, rng: jax.Array, *, prediction: str = 'eps'
-         ) -> jax.Array:
+def loss(model_fn: EpsFn, schedule: Schedule, x0: jax.Array, rng: jax.Array, *, prediction: str = 'eps',
+         t: jax.Array | None = None) -> jax.Array:
   """E_t,ε ||target − model(x_t, t)||² with t uniform over 0…T−1, averaged over pixels; one value per example.
 
   With ε prediction this is the simple DDPM objective; the v and x_0 targets weight the timesteps differently.
+  `t` (a step, or one per example) fixes the timestep instead of drawing it: the membership audit scores a
+  model at chosen timesteps, where a denoising loss tells training images apart best.
   """
   t_rng, n_rng = jax.random.split(rng)
-  t = jax.random.randint(t_rng, (x0.shape[0],), 0, schedule.timesteps)
+  if t is None:
+    t = jax.random.randint(t_rng, (x0.shape[0],), 0, schedule.timesteps)
+  else:
+    t = jnp.broadcast_to(jnp.asarray(t, jnp.int32), (x0.shape[0],))
   noise = jax.random.normal(n_rng, x0.shape, x0.dtype)
   pred = model_fn(q_sample(schedule, x0, t, noise), t)
   goal = target(prediction, x0, noise, _bcast(schedule.alphas_cumprod[t], x0))

@@ -12,10 +12,14 @@ import jax.numpy as jnp
 TIME_SCALE = 999.0  # t ∈ [0, 1] → the 0…999 range the timestep embedding was built for
 
 
-def loss(model_fn, x0: jax.Array, rng: jax.Array) -> jax.Array:
-  """E_t,ε ||(ε − x_0) − u(x_t, t)||², t ~ U(0, 1), averaged over pixels; one value per example."""
+def loss(model_fn, x0: jax.Array, rng: jax.Array, t: jax.Array | None = None) -> jax.Array:
+  """E_t,ε ||(ε − x_0) − u(x_t, t)||², t ~ U(0, 1) (or the given `t`), averaged over pixels; one value per
+  example."""
   t_rng, n_rng = jax.random.split(rng)
-  t = jax.random.uniform(t_rng, (x0.shape[0],))
+  if t is None:
+    t = jax.random.uniform(t_rng, (x0.shape[0],))
+  else:
+    t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (x0.shape[0],))
   noise = jax.random.normal(n_rng, x0.shape, x0.dtype)
   tb = t.reshape((-1,) + (1,) * (x0.ndim - 1))
   pred = model_fn((1.0 - tb) * x0 + tb * noise, t * TIME_SCALE)

@@ -89,7 +89,9 @@ class DiffusionTask(task.Generator):
     y = jnp.zeros((1,), jnp.int32) if self.num_classes else None
     return self.model.init({'params': rng}, x, jnp.zeros((1,), jnp.int32), y)['params']
 
-  def per_example_loss(self, params, batch, rng):
+  def per_example_loss(self, params, batch, rng, timestep=None):
+    """The training loss per example; `timestep` (a step of 0…T−1; a flow model's time is step / (T − 1))
+    fixes the timestep the loss otherwise draws, as the membership audit's chosen timesteps do."""
     model_rng, dropout_rng, label_rng = jax.random.split(rng, 3)
     y = self._labels(batch)
     if y is not None and self.cond_dropout:
@@ -97,10 +99,11 @@ class DiffusionTask(task.Generator):
     model_fn = lambda x, t: self.model.apply({'params': params}, x, t, y, train=True,
                                              rngs={'dropout': dropout_rng})
     if self.objective == 'flow':
-      per_example = flow.loss(model_fn, batch['image'], model_rng)
+      t = None if timestep is None else timestep / (self.schedule.timesteps - 1)
+      per_example = flow.loss(model_fn, batch['image'], model_rng, t)
     else:
       per_example = diffusion.loss(model_fn, self.schedule, batch['image'], model_rng,
-                                   prediction=self.prediction)
+                                   prediction=self.prediction, t=timestep)
     return per_example, {}
 
   def model_fn(self, params, n: int, labels=None):

@@ -108,11 +108,11 @@ class LatentDiffusionTask(diffusion.DiffusionTask):
                        f'the autoencoder it was trained on. Use --config.task.autoencoder_step={have} (or 0), or '
                        'train a new run in a new workdir.')
 
-  def per_example_loss(self, params, batch, rng):
+  def per_example_loss(self, params, batch, rng, timestep=None):
     enc_rng, rng = jax.random.split(rng)
     ae = jax.lax.stop_gradient(params['autoencoder'])  # frozen: no gradient to compute
     z = _posterior_sample(self.vae.encode(ae, batch['image']), enc_rng) * ae['latent_scale']
-    return super().per_example_loss(params['denoiser'], {**batch, 'image': z}, rng)
+    return super().per_example_loss(params['denoiser'], {**batch, 'image': z}, rng, timestep)
 
   def sample(self, params, rng, shape, labels=None):
     """Latents drawn unclipped (see `bounded`), decoded, then clipped to the image range [-1, 1]."""
