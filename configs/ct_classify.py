@@ -30,17 +30,22 @@ started from a trained autoencoder's encoder, the head fresh (config.init_parts;
   python -m aigc_jax.main --config=configs/ct_vae.py:runlocal --workdir=runs/ct_vae
   python -m aigc_jax.main --config=configs/ct_classify.py:runlocal_vae --workdir=runs/ct_classify_vae \
       --config.init_from=runs/ct_vae
+
+`runlocal_unet` is the same on the down path and middle block of configs/ct.py:runlocal's diffusion U-Net
+(told timestep 0: a clean slice), started from a trained diffusion run with --config.init_from=runs/ct_local.
 """
 
 import ml_collections
 
 from configs import common
+from configs import ct
 from configs import ct_vae
 
 TRAIN_SEED = 8_000  # held-out data is seed + 1 (pipeline.held_out_source)
 PUBLIC_SEED = 9_000  # runlocal_public: a stand-in for public data, apart from the private slices above
 CLASS_NAMES = ('none', 'lung nodule', 'liver mass')
-VARIANTS = ('runlocal', 'runlocal_public', 'runlocal_dp', 'runlocal_pgd', 'runlocal_vae', 'test')
+VARIANTS = ('runlocal', 'runlocal_public', 'runlocal_dp', 'runlocal_pgd', 'runlocal_vae', 'runlocal_unet',
+            'test')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -84,7 +89,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every = 100
   c.checkpoint_every = 1_000
 
-  if arg in ('runlocal', 'runlocal_public', 'runlocal_dp', 'runlocal_pgd', 'runlocal_vae'):
+  if arg in ('runlocal', 'runlocal_public', 'runlocal_dp', 'runlocal_pgd', 'runlocal_vae', 'runlocal_unet'):
     # Sized for a 2-core CPU: a smaller network, 2.5–3 minutes (900 steps at ~5.5 steps/s), scored on 512
     # held-out slices. At 600 steps and lr 1e-3 the abnormal AUROC was still 0.69; this reaches ~0.77.
     c.model.channels = (16, 32, 64)
@@ -104,6 +109,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     for key in ('channels', 'num_res_blocks', 'latent_channels', 'norm_groups'):
       c.model[key] = vae[key]
     c.init_parts.encoder = 'vae/encoder'   # used with --config.init_from=<a ct_vae.py:runlocal run>
+  if arg == 'runlocal_unet':
+    unet = ct.get_config('runlocal').model
+    c.model = ml_collections.ConfigDict({'name': 'unet_encoder_classifier', 'num_classes': len(CLASS_NAMES)})
+    for key in ('channels', 'attention_levels', 'num_res_blocks', 'head_channels', 'norm_groups'):
+      c.model[key] = unet[key]
+    c.init_parts.unet = ''                 # the whole tree of --config.init_from=<a ct.py:runlocal run>
   if arg == 'runlocal_pgd':
     # PGD-AT (Madry et al. 2018) at 10 HU (L∞), 3 ascent steps per example: ~4× the step cost of runlocal.
     c.task.adversarial.kind = 'pgd'

@@ -1,6 +1,6 @@
 """The diagnostic classifier: `diagnostic_scores` (what a diagnostic paper reports) on hand-made cases, checked
 by hand and against scikit-learn, configs/ct_classify.py:test trained through the trainer, and the classifier on
-an autoencoder's encoder started from a trained one (config.init_parts)."""
+an autoencoder's or a diffusion U-Net's encoder started from a trained one (config.init_parts)."""
 
 import json
 
@@ -15,6 +15,7 @@ from aigc_jax.core import checkpoint
 from aigc_jax.evals import classification
 from configs import ct_classify
 from configs import ct_vae
+from tiny_config import tiny_diffusion_run
 
 
 def probs_of(abnormal_score: np.ndarray, k: int = 3) -> np.ndarray:
@@ -133,7 +134,7 @@ def test_ct_classify_test_recipe_trains_and_logs_the_diagnostic_figures(tmp_path
 
 
 def test_unknown_variant_names_the_variants():
-  with pytest.raises(ValueError, match='runlocal, runlocal_public, runlocal_dp, runlocal_pgd, runlocal_vae, test'):
+  with pytest.raises(ValueError, match=', '.join(ct_classify.VARIANTS)):
     ct_classify.get_config('runlocl')
   dp = ct_classify.get_config('runlocal_dp')
   assert dp.privacy.enabled and dp.privacy.noise_multiplier == 1.0 and dp.batch_size == 256
@@ -174,3 +175,27 @@ def test_the_classifier_on_an_autoencoders_encoder_starts_from_a_trained_one_wit
   c.init_parts = ml_collections.ConfigDict({'encoder': 'vae/encoder'})
   with pytest.raises(checkpoint.CheckpointMismatch, match='do not fit'):
     experiment.train_and_evaluate(c, str(tmp_path / 'bad_shape'))
+
+
+def test_the_classifier_on_a_diffusion_unets_encoder_reads_only_that_part_of_the_whole_tree(tmp_path):
+  diffusion, _ = tiny_diffusion_run(str(tmp_path / 'ct'))
+  c = ct_classify.get_config('test')
+  c.evals = ml_collections.ConfigDict()
+  c.model = ml_collections.ConfigDict({'name': 'unet_encoder_classifier', 'num_classes': 3})
+  for key in ('channels', 'attention_levels', 'num_res_blocks', 'head_channels', 'norm_groups'):
+    c.model[key] = diffusion.model[key]
+  c.init_from, c.init_parts = str(tmp_path / 'ct'), ml_collections.ConfigDict({'unet': ''})
+  c.optim.learning_rate = 0.0
+  c.num_steps, c.checkpoint_every, c.mesh.num_devices = 1, 1, 1
+  state = experiment.train_and_evaluate(c, str(tmp_path / 'cls'))
+  _, task, _, _, data = experiment.load_run(str(tmp_path / 'ct'), with_data=True)
+  raw = checkpoint.restore_params(str(tmp_path / 'ct'), {'params': experiment.abstract_params(task, data)})['params']
+  assert set(state.params) == {'unet', 'cls_head'}
+  # The down path and the middle, not the up path (which the encoder never creates) nor the output convolution.
+  assert {'down0_res0', 'mid_res1', 'Dense_0'} <= set(state.params['unet']) < set(raw)
+  assert not any(k.startswith('up') for k in state.params['unet'])
+  for name, part in state.params['unet'].items():
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(part), jax.device_get(raw[name]))
+  c.init_parts = ml_collections.ConfigDict({'unet': '', 'cls_head': 'Dense_0'})
+  with pytest.raises(checkpoint.CheckpointMismatch, match='must be the only part named'):
+    experiment.train_and_evaluate(c, str(tmp_path / 'two_parts'))

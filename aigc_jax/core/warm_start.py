@@ -3,10 +3,12 @@ fine-tune a different one that contains a piece of it (a classifier on the autoe
 
   config.init_from = 'runs/ct_vae'                      # the pretrained run (a workdir or its checkpoints/)
   config.init_parts = {'encoder': 'vae/encoder'}        # this model's top-level parameter ← a path in that run's
+  config.init_parts = {'unet': ''}                      # '' is that run's whole tree: only what this part has
 
 With `init_parts` empty, `init_from` loads the whole parameter tree (core/checkpoint.py). With it, only the
 named parts are read (params and EMA params, the newest checkpoint that restores), each must have exactly the
-shapes this model gives the part, and every other parameter keeps its fresh initialization. As with
+shapes this model gives the part, and every other parameter keeps its fresh initialization. A part reads only
+the entries it has: a U-Net's encoder takes the down path and middle of a whole U-Net's tree. As with
 `init_from`, this happens only when the workdir has no checkpoint: a resumed run continues its own state.
 """
 
@@ -21,7 +23,7 @@ TREES = ('params', 'ema_params')
 
 def _at(tree: dict, path: str, flag: str) -> Any:
   node = tree
-  for key in path.split('/'):
+  for key in path.split('/') if path else ():
     if not isinstance(node, dict) or key not in node:
       raise checkpoint.CheckpointMismatch(f'{flag}: {path!r} is not in the parameters read from there.')
     node = node[key]
@@ -37,10 +39,17 @@ def load_parts(path: str, state: Any, abstract_state: Any, parts: dict[str, str]
     raise checkpoint.CheckpointMismatch(
         f'config.init_parts names {unknown}, which this model does not have; its top-level parameters are '
         f'{sorted(abstract_state.params)}.')
+  roots = [dst for dst, src in parts.items() if not str(src).strip('/')]
+  if roots and len(parts) > 1:
+    raise checkpoint.CheckpointMismatch(f'{flag}: {roots[0]!r} takes that run\'s whole tree (path \'\'), so it '
+                                        'must be the only part named.')
   target = {t: {} for t in TREES}
   for dst, src in parts.items():
     keys = str(src).strip('/').split('/')
     for t in TREES:
+      if roots:
+        target[t] = getattr(abstract_state, t)[dst]
+        continue
       node = target[t]
       for key in keys[:-1]:
         node = node.setdefault(key, {})

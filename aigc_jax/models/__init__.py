@@ -16,6 +16,7 @@ MODELS = {
     'dcgan': gan.GAN,
     'kl_autoencoder': autoencoder.KLAutoencoder,
     'vae_encoder_classifier': autoencoder.EncoderClassifier,
+    'unet_encoder_classifier': unet.EncoderClassifier,
     'ct_feature_net': feature_net.FeatureNet,
     'transformer': transformer.Transformer,
     'text_classifier': transformer.TextClassifier,

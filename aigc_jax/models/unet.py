@@ -100,7 +100,9 @@ class UNet(nn.Module):
   attention: str = 'auto'
 
   @nn.compact
-  def __call__(self, x, t, y=None, *, train: bool = False):
+  def __call__(self, x, t, y=None, *, train: bool = False, features: bool = False):
+    """`features`: return the middle block's output [B, H/2^(L−1), W/2^(L−1), channels[-1]] (the down path and
+    the middle, no up path: its parameters are not created), for a classifier on a diffusion model's encoder."""
     if len(self.attention_levels) != len(self.channels):
       raise ValueError(f'model.attention_levels has {len(self.attention_levels)} entries but model.channels '
                        f'has {len(self.channels)}; give one bool per level.')
@@ -134,6 +136,8 @@ class UNet(nn.Module):
     h = res(self.channels[-1], 'mid_res0')(h, temb, train)
     h = attn('mid_attn')(h, train)
     h = res(self.channels[-1], 'mid_res1')(h, temb, train)
+    if features:
+      return h.astype(jnp.float32)
 
     for level in reversed(range(len(self.channels))):
       feat, use_attn = self.channels[level], self.attention_levels[level]
@@ -149,3 +153,26 @@ class UNet(nn.Module):
     h = nn.silu(GroupNorm(self.norm_groups, dtype=dtype)(h))
     h = conv(out_channels, dtype=dtype, zero_init=True)(h)
     return h.astype(jnp.float32)
+
+
+class EncoderClassifier(nn.Module):
+  """A diffusion U-Net's down path and middle block, told timestep 0 (a clean image), mean-pooled, and a linear
+  head: images → class logits. Its 'unet' parameters are named as UNet's, so a configs/ct.py run's load into it
+  (config.init_from=<that run>, config.init_parts={'unet': ''}: the whole tree, of which only the encoder's
+  part is read; aigc_jax/core/warm_start.py). The pooled features are the residual stream after the middle
+  block, before any output norm (pooling after a GroupNorm leaves the head nothing: see autoencoder.py)."""
+  channels: Sequence[int] = (64, 128, 128)
+  attention_levels: Sequence[bool] = (False, True, True)
+  num_res_blocks: int = 1
+  head_channels: int = 64
+  norm_groups: int = 32
+  num_classes: int = 3
+  dtype: str = 'float32'
+  attention: str = 'auto'
+
+  @nn.compact
+  def __call__(self, x):
+    h = UNet(self.channels, self.attention_levels, self.num_res_blocks, self.head_channels, self.norm_groups,
+             dtype=self.dtype, attention=self.attention, name='unet'
+             )(x, jnp.zeros((x.shape[0],), jnp.int32), features=True)
+    return dense(self.num_classes, dtype=jnp.float32, name='cls_head')(jnp.mean(h, (1, 2)))
