@@ -4,6 +4,7 @@ Users' DICOM series and NIfTI volumes:
 
   python -m aigc_jax.prepare --input=/path/to/scans --output=/path/to/tfds --name=my_ct \
       [--modality=CT] [--layout=2d|3d] [--size=256] [--spacing=0.8,0.8] [--val_fraction=0.1 --test_fraction=0.1]
+      [--labels=labels.csv]     # "path,<label>,..." per file or folder: a classifier's labels (data/scan_labels.py)
 
 Fixed splits of the built-in phantom (optionally with low-/full-dose pairs from the acquisition model):
 
@@ -43,6 +44,8 @@ flags.DEFINE_string('spacing', '', 'Resample to this spacing in mm first: "row,c
 flags.DEFINE_float('val_fraction', 0.1, 'Share of patients in the validation split.')
 flags.DEFINE_float('test_fraction', 0.1, 'Share of patients in the test split.')
 flags.DEFINE_string('salt', '', 'Secret salt for the patient hash (random when empty: splits differ per run).')
+flags.DEFINE_string('labels', '', 'CSV "path,<label>[,<label>...]": whole-number labels per file or folder under '
+                    '--input (relative paths); unlabelled series are left out. Train with --config.data.labels.')
 flags.DEFINE_bool('report_paths', False, 'Write input paths into the skip report (they may hold identifiers).')
 flags.DEFINE_bool('phantom', False, 'Write splits of the built-in phantom instead of reading --input.')
 flags.DEFINE_string('phantom_examples', 'train:2000,validation:256,test:256', 'split:count pairs (--phantom).')
@@ -72,7 +75,7 @@ def main(argv):
         input_dir=FLAGS.input, output=FLAGS.output, name=FLAGS.name, modality=FLAGS.modality,
         layout=FLAGS.layout, spacing=parse_spacing(FLAGS.spacing), size=FLAGS.size,
         val_fraction=FLAGS.val_fraction, test_fraction=FLAGS.test_fraction, salt=FLAGS.salt,
-        report_paths=FLAGS.report_paths)
+        report_paths=FLAGS.report_paths, labels=FLAGS.labels)
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     print(f'prepare: {e}', file=sys.stderr)
     return 1
@@ -82,6 +85,8 @@ def main(argv):
     print(f'  skipped {n:5d} × {reason}')
   for split, c in report['counts'].items():
     print(f'  {split:10s} {c["patients"]:5d} patients {c["volumes"]:5d} volumes {c["examples"]:7d} examples')
+  for label, by_split in report.get('labels', {}).items():
+    print(f'  label {label}: ' + '; '.join(f'{k} {v}' for k, v in by_split.items() if v))
   where = os.path.join(FLAGS.output, FLAGS.name)
   if not report['written_splits']:
     print(f'Nothing written: no usable series. Reasons in {where}/prepare_report.json.')

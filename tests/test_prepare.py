@@ -244,3 +244,36 @@ def test_inconsistent_series_are_skipped_every_file_is_accounted_for_and_monochr
   report = prepare.prepare_scans(input_dir=str(inp), output=str(tmp_path / 'out2'), name='odd2', layout='2d',
                                  size=0, val_fraction=0, test_fraction=0)
   assert report['counts']['train']['examples'] == 1 + 3 + 2 and 'uneven slice spacing' in report['series_notes']
+
+
+def test_labels_from_a_csv_reach_each_series_examples_and_never_the_paths(tmp_path):
+  inp = _ct_input(str(tmp_path))
+  labels = tmp_path / 'labels.csv'
+  # A folder row (patient_a's 3-slice series) and a file row; the other folder's files have no row, but
+  # nothing usable is there anyway.
+  labels.write_text('path,lesion,kind\npatient_a,1,2\nct_small.dcm,0,0\n')
+  out = str(tmp_path / 'tfds')
+  report = prepare.prepare_scans(input_dir=inp, output=out, name='labelled', size=0, val_fraction=0,
+                                 test_fraction=0, labels=str(labels))
+  assert report['labels'] == {'lesion': {'train': {'0': 1, '1': 3}, 'validation': {}, 'test': {}},
+                              'kind': {'train': {'0': 1, '2': 3}, 'validation': {}, 'test': {}}}
+  src = records.TfdsSource('labelled', data_dir=out, split='train')
+  got = sorted((int(e['num_slices']), int(e['lesion']), int(e['kind'])) for e in (src[i] for i in range(len(src))))
+  assert got == [(1, 0, 0), (3, 1, 2), (3, 1, 2), (3, 1, 2)]
+  assert b'patient_a' not in _all_bytes(out)   # the CSV's paths are not written
+
+  # A series no row covers is left out, with the reason; its files are accounted for.
+  labels.write_text('path,lesion\npatient_a,1\n')
+  report = prepare.prepare_scans(input_dir=inp, output=out, name='partly', size=0, val_fraction=0,
+                                 test_fraction=0, labels=str(labels))
+  assert report['counts']['train']['examples'] == 3
+  assert any('no row of --labels covers its files' in p for p in report['series_problems'])
+  for text, match in (('lesion,path\na,1\n', 'first row must be a header'),
+                      ('path,lesion\npatient_a,yes\n', 'row 2: labels must be whole numbers'),
+                      ('path,image\npatient_a,1\n', 'other than the scan keys'),
+                      ('path,lesion\npatient_a,1,2\n', 'row 2: 3 cells')):
+    labels.write_text(text)
+    with pytest.raises(ValueError, match=match):
+      prepare.prepare_scans(input_dir=inp, output=out, name='bad', labels=str(labels))
+  with pytest.raises(FileNotFoundError, match='no such file'):
+    prepare.prepare_scans(input_dir=inp, output=out, name='bad', labels=str(tmp_path / 'none.csv'))

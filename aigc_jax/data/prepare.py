@@ -23,6 +23,7 @@ from aigc_jax.imaging import acquisition
 from aigc_jax.imaging import geometry
 from aigc_jax.data import phantom
 from aigc_jax.data import records
+from aigc_jax.data import scan_labels
 from aigc_jax.imaging import scans
 
 CT_RANGE = (-1024.0, 3071.0)  # 12-bit CT; values outside (e.g. −2048/−3024 beyond the scan circle) are clipped
@@ -82,8 +83,10 @@ def check_name(name: str):
 
 def prepare_scans(*, input_dir: str, output: str, name: str, modality: str = 'CT', layout: str = '2d',
                   spacing: tuple[float, ...] = (), size: int = 256, val_fraction: float = 0.1,
-                  test_fraction: float = 0.1, salt: str = '', report_paths: bool = False) -> dict:
+                  test_fraction: float = 0.1, salt: str = '', report_paths: bool = False, labels: str = ''
+                  ) -> dict:
   """Ingests every usable DICOM series / NIfTI volume under `input_dir`; returns the summary (also in the report).
+  `labels`: a CSV of labels per file or folder (`aigc_jax/data/scan_labels.py`); each example then carries them.
 
   Never raises for a bad file: it is skipped with its reason. Raises ValueError/FileNotFoundError/
   FileExistsError for bad arguments, before anything is written.
@@ -95,6 +98,7 @@ def prepare_scans(*, input_dir: str, output: str, name: str, modality: str = 'CT
     raise ValueError('--val_fraction and --test_fraction must be >= 0 and leave some patients for training.')
   if os.path.exists(records.dataset_dir(output, name)):
     raise FileExistsError(f'{records.dataset_dir(output, name)} already exists: choose another --name or delete it.')
+  label_names, label_table = scan_labels.read(labels) if labels else ((), {})
   files = scans.list_files(input_dir)
   series, skipped, problems = scans.find_series(files, input_dir, modality, layout)
   is_ct = modality.upper() == 'CT'
@@ -107,6 +111,13 @@ def prepare_scans(*, input_dir: str, output: str, name: str, modality: str = 'CT
     for n, s in enumerate(series):
       digest = patient_hash(s.patient_key, salt)
       split = assign_split(digest, val_fraction, test_fraction)
+      values = ()
+      if label_names:
+        values, why = scan_labels.of_series([os.path.relpath(files[i], input_dir) for i in s.files], label_table)
+        if values is None:
+          problems.append(f'series {n} ({len(s.files)} files): {why}')
+          failed.append((s, why))
+          continue
       try:
         vol = scans.load(s, files, skipped, layout)
         if is_ct:
@@ -119,7 +130,7 @@ def prepare_scans(*, input_dir: str, output: str, name: str, modality: str = 'CT
         continue
       path = os.path.join(tmp, f'{n}.npy')
       np.save(path, np.round(vol).astype(np.int16) if is_ct else vol)
-      volumes.append((split, path, sp, int.from_bytes(digest[8:16], 'big') >> 1, len(vol)))
+      volumes.append((split, path, sp, int.from_bytes(digest[8:16], 'big') >> 1, len(vol), values))
       patients[split].add(digest)
       used.update(s.files)
       spacings.append(sp)
@@ -145,6 +156,8 @@ def prepare_scans(*, input_dir: str, output: str, name: str, modality: str = 'CT
         'files_seen': len(files), 'files_used': len(used), 'files_skipped': len(skipped),
         'series_skipped': len(problems),
     }
+    if label_names:  # examples per label value and split: what a classifier's class balance will be
+      summary['labels'] = _label_counts(volumes, label_names, layout)
     written = {k for k in SPLITS if counts[k]['examples']}
     report = {**summary, 'written_splits': sorted(written),
               'skip_reasons': dict(collections.Counter(skipped.values()).most_common()),
@@ -160,8 +173,9 @@ def prepare_scans(*, input_dir: str, output: str, name: str, modality: str = 'CT
                   'patient': _tensor((), np.int64)}
       if layout == '2d':
         features.update(slice=_tensor((), np.int32), num_slices=_tensor((), np.int32))
+      features.update({lab: _tensor((), np.int32) for lab in label_names})
       records.write(name, output, features,
-                    {k: _scan_examples(volumes, k, layout) for k in SPLITS if k in written},
+                    {k: _scan_examples(volumes, k, layout, label_names) for k in SPLITS if k in written},
                     summary, description=f'{modality.upper()} scans prepared by aigc_jax.prepare')
     with open(os.path.join(output, name, 'prepare_report.json'), 'w') as f:
       json.dump(report, f, indent=1)
@@ -170,19 +184,29 @@ def prepare_scans(*, input_dir: str, output: str, name: str, modality: str = 'CT
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _label_counts(volumes, label_names, layout) -> dict[str, dict[str, dict[str, int]]]:
+  """{label: {split: {value: examples}}}."""
+  out = {lab: {k: collections.Counter() for k in SPLITS} for lab in label_names}
+  for split, _, _, _, num, values in volumes:
+    for lab, value in zip(label_names, values):
+      out[lab][split][str(value)] += num if layout == '2d' else 1
+  return {lab: {k: dict(sorted(c.items())) for k, c in by.items()} for lab, by in out.items()}
+
+
 def _tensor(shape, dtype, encoding='none'):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   # zlib: scans compress about 2x and it is what TFDS needs for more than one unknown dimension.
   return tfds.features.Tensor(shape=shape, dtype=dtype, encoding=encoding)
 
 
-def _scan_examples(volumes, split: str, layout: str):
+def _scan_examples(volumes, split: str, layout: str, label_names=()):
   def gen():
-    for s, path, sp, patient, _ in volumes:
+    for s, path, sp, patient, _, values in volumes:
       if s != split:
         continue
       vol = np.load(path)
-      common = {'spacing': np.asarray(sp, np.float32), 'patient': np.int64(patient)}
+      common = {'spacing': np.asarray(sp, np.float32), 'patient': np.int64(patient),
+                **scan_labels.as_features(label_names, values)}
       if layout == '3d':
         yield {'image': vol, **common}
       else:
