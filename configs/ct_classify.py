@@ -32,7 +32,9 @@ started from a trained autoencoder's encoder, the head fresh (config.init_parts;
       --config.init_from=runs/ct_vae
 
 `runlocal_unet` is the same on the down path and middle block of configs/ct.py:runlocal's diffusion U-Net
-(told timestep 0: a clean slice), started from a trained diffusion run with --config.init_from=runs/ct_local.
+(told timestep 0: a clean slice), started from a trained diffusion run with --config.init_from=runs/ct_local;
+`runlocal_unet_dp` fine-tunes it with runlocal_dp's DP-SGD (the diffusion run's slices standing for public,
+unlabelled data).
 """
 
 import ml_collections
@@ -45,7 +47,7 @@ TRAIN_SEED = 8_000  # held-out data is seed + 1 (pipeline.held_out_source)
 PUBLIC_SEED = 9_000  # runlocal_public: a stand-in for public data, apart from the private slices above
 CLASS_NAMES = ('none', 'lung nodule', 'liver mass')
 VARIANTS = ('runlocal', 'runlocal_public', 'runlocal_dp', 'runlocal_pgd', 'runlocal_vae', 'runlocal_unet',
-            'test')
+            'runlocal_unet_dp', 'test')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -89,7 +91,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every = 100
   c.checkpoint_every = 1_000
 
-  if arg in ('runlocal', 'runlocal_public', 'runlocal_dp', 'runlocal_pgd', 'runlocal_vae', 'runlocal_unet'):
+  if arg in ('runlocal', 'runlocal_public', 'runlocal_dp', 'runlocal_pgd', 'runlocal_vae', 'runlocal_unet',
+             'runlocal_unet_dp'):
     # Sized for a 2-core CPU: a smaller network, 2.5–3 minutes (900 steps at ~5.5 steps/s), scored on 512
     # held-out slices. At 600 steps and lr 1e-3 the abnormal AUROC was still 0.69; this reaches ~0.77.
     c.model.channels = (16, 32, 64)
@@ -109,7 +112,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     for key in ('channels', 'num_res_blocks', 'latent_channels', 'norm_groups'):
       c.model[key] = vae[key]
     c.init_parts.encoder = 'vae/encoder'   # used with --config.init_from=<a ct_vae.py:runlocal run>
-  if arg == 'runlocal_unet':
+  if arg in ('runlocal_unet', 'runlocal_unet_dp'):
     unet = ct.get_config('runlocal').model
     c.model = ml_collections.ConfigDict({'name': 'unet_encoder_classifier', 'num_classes': len(CLASS_NAMES)})
     for key in ('channels', 'attention_levels', 'num_res_blocks', 'head_channels', 'norm_groups'):
@@ -122,7 +125,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The non-private pretraining a DP fine-tune starts from: other slices (seed 9000, held out 9001), which
     # stand for data that may be used without privacy (a public dataset).
     c.data.seed = PUBLIC_SEED
-  if arg == 'runlocal_dp':
+  if arg in ('runlocal_dp', 'runlocal_unet_dp'):
     # DP-SGD (config.privacy): Poisson batches of 256 expected slices of the 4,096, each slice's gradient
     # clipped to norm 1, noise σ = 1, 300 steps: ε = 8.18 at δ = 1e-5 (RDP). The noise's norm on the averaged
     # gradient (σC/B · √params ≈ 1.06) dwarfs the signal of 73k parameters: from scratch the model stays at
