@@ -271,7 +271,9 @@ def test_labels_from_a_csv_reach_each_series_examples_and_never_the_paths(tmp_pa
   for text, match in (('lesion,path\na,1\n', 'first row must be a header'),
                       ('path,lesion\npatient_a,yes\n', 'row 2: labels must be whole numbers'),
                       ('path,image\npatient_a,1\n', 'other than the scan keys'),
-                      ('path,lesion\npatient_a,1,2\n', 'row 2: 3 cells')):
+                      ('path,lesion\npatient_a,1,2\n', 'row 2: 3 cells'),
+                      (f'path,lesion\n{inp}/patient_a,1\n', 'row 2: .* is not a path relative to --input'),
+                      ('path,lesion\n,1\n', 'row 2: .* is not a path relative to --input')):
     labels.write_text(text)
     with pytest.raises(ValueError, match=match):
       prepare.prepare_scans(input_dir=inp, output=out, name='bad', labels=str(labels))

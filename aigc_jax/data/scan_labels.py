@@ -38,7 +38,13 @@ def read(path: str) -> tuple[tuple[str, ...], dict[str, tuple[int, ...]]]:
       continue
     if len(row) != len(rows[0]):
       raise ValueError(f'--labels={path} row {line}: {len(row)} cells, the header has {len(rows[0])}.')
-    key = os.path.normpath(row[0].strip().replace('\\', '/')).strip('/')
+    given = row[0].strip().replace('\\', '/')
+    if not given or given.startswith('/') or os.path.isabs(given):
+      # An absolute path would never match (series are matched by their path relative to --input), and an
+      # empty one means nothing: both would leave series out with no word on why.
+      raise ValueError(f'--labels={path} row {line}: {given!r} is not a path relative to --input (e.g. '
+                       '"patient_017/series_2").')
+    key = os.path.normpath(given).strip('/')
     try:
       values = tuple(int(cell) for cell in row[1:])
     except ValueError:
