@@ -2,8 +2,10 @@
 sacrebleu's scores,
 the translation-memory baseline, the baseline command and a test-size translator run."""
 
+import importlib.util
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -119,3 +121,17 @@ def test_baseline_command_and_a_test_size_translator(tmp_path):
   logged = [json.loads(line) for line in open(tmp_path / 'run' / 'metrics.jsonl')]
   test = [r for r in logged if 'test/bleu_es' in r][-1]
   assert 0 <= test['test/bleu_es'] <= 100 and test['test/chrf_mean'] == test['test/chrf_es']
+
+
+def test_the_apertium_peer_keeps_one_line_out_per_title():
+  # benchmarks/apertium_peer.py, with ordinary filters standing in for apertium (not a Python dependency).
+  spec = importlib.util.spec_from_file_location(
+      'apertium_peer', pathlib.Path(__file__).resolve().parents[1] / 'benchmarks' / 'apertium_peer.py')
+  peer = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(peer)
+  titles = ['Cholera, unspecified', '', 'Acute myocardial infarction']
+  assert peer.translate_lines(titles, [['cat'], ['tr', 'a-z', 'A-Z']]) == [t.upper() for t in titles]
+  with pytest.raises(RuntimeError, match='gave 1 lines for 3'):
+    peer.translate_lines(titles, [['head', '-n', '1']])
+  with pytest.raises(ValueError, match='line break'):
+    peer.translate_lines(['a\nb'], [['cat']])
