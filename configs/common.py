@@ -119,6 +119,9 @@ def ct_data(size: int) -> ml_collections.ConfigDict:
   d.bank_held_out_slices = 4     # ... into the held-out bank (seed + 1) the evaluators measure on
   d.bank_noise_draws = 2         # quantum-noise images per banked slice
   d.bank_workers = 2             # processes scanning the bank (about 6 s per 512² slice each)
+  d.bank_texture_hu = ()         # (lo, hi): tissue texture of that many HU (sd) added to banked slices; () none
+  d.bank_fov_range_mm = ()       # (lo, hi): each banked slice's field of view drawn from it; () all at fov_mm
+  d.bank_bone_scale = ()         # (lo, hi): each banked slice's bone multiplied by a factor drawn from it; () none
   d.cache_dir = '~/.cache/aigc_jax'  # where banks are kept, under ct_bank/<hash of what fixes them>
   # A prepared dataset: name = 'tfds:<name>' (python -m aigc_jax.prepare --output=<data_dir>).
   d.data_dir = ''

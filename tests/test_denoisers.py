@@ -114,6 +114,41 @@ def test_bank_patches_are_reproducible_and_their_noise_scales_with_dose(tmp_path
     ct_bank.PhantomPatches(dose_fractions=(0.5, 0.1), **kw)
 
 
+def test_tissue_texture_is_added_inside_the_body_of_its_own_bank(tmp_path):
+  kw = dict(seed=3, size=64, patch=16, num_examples=10, num_slices=1, fov_mm=400.0, full_dose=acquisition.FULL_DOSE,
+            dose_fractions=(0.25, 0.25), lesion_prob=0.3, noise_draws=1, cache_dir=str(tmp_path))
+  plain, textured = ct_bank.PhantomPatches(**kw), ct_bank.PhantomPatches(texture_hu=(10.0, 10.0), **kw)
+  assert plain.folder != textured.folder  # banks of textured and uniform tissue never mix
+  assert plain.folder.endswith(ct_bank.bank_key(3, 1, 64, 400.0, acquisition.FULL_DOSE, 0.3, 1))  # old keys kept
+  a, b = plain.bank[0]['reference'], textured.bank[0]['reference']
+  clean = ct_bank.phantom.phantom_slice(3, 0, 64, lesion_prob=0.3, noise_std=0.0)[0]
+  field = ct_bank.tissue_texture(3, 0, 64, 400.0, (10.0, 10.0))
+  assert field.std() == pytest.approx(10.0, rel=1e-4) and abs(field.mean()) < 5.0
+  np.testing.assert_array_equal(field, ct_bank.tissue_texture(3, 0, 64, 400.0, (10.0, 10.0)))
+  # The scan is linear in the object: the difference of the two references is the scanned texture, in the body.
+  diff = b - a
+  body, air = real_ct.body_mask(a), ndimage.binary_erosion(clean <= -950.0, iterations=3)
+  assert 5.0 < diff[body].std() < 12.0
+  assert np.abs(diff[air & (np.hypot(*np.mgrid[-32:32, -32:32]) < 28)]).max() < 0.3 * np.abs(diff[body]).max()
+  with pytest.raises(ValueError, match='bank_texture_hu'):
+    ct_bank.PhantomPatches(texture_hu=(10.0,), **kw)
+  with pytest.raises(ValueError, match='bank_fov_range_mm'):
+    ct_bank.PhantomPatches(fov_range_mm=(300.0, 200.0), **kw)
+
+
+def test_a_smaller_field_of_view_is_a_smaller_quieter_patient_at_finer_pixels(tmp_path):
+  fovs = [ct_bank.slice_fov_mm(3, j, 400.0, (250.0, 500.0)) for j in range(50)]
+  assert 250.0 <= min(fovs) < 280.0 and 450.0 < max(fovs) <= 500.0 and ct_bank.slice_fov_mm(3, 0, 400.0) == 400.0
+  kw = dict(size=64, full_dose=acquisition.FULL_DOSE, lesion_prob=0.3, noise_draws=1)
+  wide = ct_bank.scan_slice(3, 0, fov_mm=500.0, **kw)
+  small = ct_bank.scan_slice(3, 0, fov_mm=500.0, fov_range_mm=(250.0, 250.0), **kw)
+  np.testing.assert_allclose(small['reference'], wide['reference'], atol=25.0)  # the same object in pixels ...
+  body = real_ct.body_mask(wide['reference'])
+  ratio = small['noise'][0][body].astype(np.float32).std() / wide['noise'][0][body].astype(np.float32).std()
+  # ... at half the size: the shorter paths lose far fewer photons than the finer pixels cost (measured 0.33)
+  assert 0.2 < ratio < 0.6
+
+
 def test_noise_conditioning_feeds_the_estimated_level_and_returns_the_image_channel():
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -135,6 +170,12 @@ def test_noise_conditioning_feeds_the_estimated_level_and_returns_the_image_chan
   level = task._inputs(x)[:, 0, 0, 1]
   np.testing.assert_allclose(level, restoration.noise_index(x) / task.noise_scale, rtol=1e-6)
   assert float(level[0]) == pytest.approx(1.0, rel=0.1)  # 30 HU: the unit of the channel
+  # Another window: the same level in HU, measured on the same body (-500 HU, not -0.5 in window units).
+  hu[1, :, 4:12] = -300.0  # fat-like tissue in the body: inside at any window
+  c.data.window_hi = 3000.0
+  wide = registry.build_task(c)
+  levels = lambda t, hi: np.asarray(t._inputs(jnp.asarray(pipeline.window(hu, -1000, hi)[..., None]))[:, 0, 0, 1])
+  np.testing.assert_allclose(levels(wide, 3000.0), levels(task, 1000.0), rtol=1e-4)
   c.model.name = 'conv_autoencoder'
   with pytest.raises(ValueError, match='red_cnn'):
     registry.build_task(c)

@@ -28,6 +28,7 @@ import sys
 import tempfile
 
 import numpy as np
+from scipy import ndimage
 
 from aigc_jax.data import phantom
 from aigc_jax.imaging import acquisition
@@ -36,17 +37,56 @@ VERSION = 1  # bump when the acquisition model or the bank's layout changes: the
 DIHEDRAL = 8
 
 
-def bank_key(seed, num_slices, size, fov_mm, full_dose, lesion_prob, noise_draws) -> str:
+def bank_key(seed, num_slices, size, fov_mm, full_dose, lesion_prob, noise_draws, texture_hu=(),
+             fov_range_mm=(), bone_scale=()) -> str:
   spec = dict(seed=seed, slices=num_slices, size=size, fov=float(fov_mm), full_dose=float(full_dose),
               reference_fraction=acquisition.LOW_DOSE_FRACTION, lesion_prob=float(lesion_prob), draws=noise_draws,
               version=VERSION)
+  if texture_hu:  # only when set, so that the banks made before textures existed keep their keys
+    spec['texture_hu'] = [float(t) for t in texture_hu]
+  if fov_range_mm:
+    spec['fov_range_mm'] = [float(t) for t in fov_range_mm]
+  if bone_scale:
+    spec['bone_scale'] = [float(t) for t in bone_scale]
   return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def tissue_texture(seed: int, index: int, size: int, fov_mm: float, texture_hu) -> np.ndarray:
+  """A zero-mean random field standing for the texture of real tissue (parenchyma, vessels, fat strands), which
+  the phantom's uniform organs lack: white noise smoothed at 1, 2 and 4 mm with random weights, scaled to a
+  standard deviation drawn log-uniformly from `texture_hu` (lo, hi) HU; a pure function of (seed, index)."""
+  rng = np.random.default_rng([seed, index, 4])
+  lo, hi = (tuple(texture_hu) * 2)[:2]
+  pixel_mm = fov_mm / size
+  field = sum(w * ndimage.gaussian_filter(rng.standard_normal((size, size)), mm / pixel_mm)
+              for w, mm in zip(rng.dirichlet(np.ones(3)), (1.0, 2.0, 4.0)))
+  return (np.exp(rng.uniform(np.log(lo), np.log(hi))) * field / field.std()).astype(np.float32)
+
+
+def _log_uniform(seed: int, index: int, stream: int, bounds) -> float:
+  lo, hi = bounds
+  return float(np.exp(np.random.default_rng([seed, index, stream]).uniform(np.log(lo), np.log(hi))))
+
+
+def slice_fov_mm(seed: int, index: int, fov_mm: float, fov_range_mm=()) -> float:
+  """The field of view a banked slice is scanned at: `fov_mm`, or drawn log-uniformly from `fov_range_mm`."""
+  return _log_uniform(seed, index, 5, fov_range_mm) if fov_range_mm else float(fov_mm)
+
+
 def scan_slice(seed: int, index: int, size: int, fov_mm: float, full_dose: float, lesion_prob: float,
-               noise_draws: int) -> dict[str, np.ndarray]:
-  """One banked slice: its noiseless reconstruction and `noise_draws` quantum-noise images at quarter dose."""
+               noise_draws: int, texture_hu=(), fov_range_mm=(), bone_scale=()) -> dict[str, np.ndarray]:
+  """One banked slice: its noiseless reconstruction and `noise_draws` quantum-noise images at quarter dose;
+  with `texture_hu`, tissue texture is added inside the body (above -950 HU) before it is scanned; with
+  `fov_range_mm`, the slice's field of view is drawn from that range: the phantom keeps its size in pixels, so a
+  smaller field is a smaller patient (a head, a child) at finer pixels, and a quieter scan at the same dose; with
+  `bone_scale`, the slice's bone (≥ 300 HU; the phantom's cortex is 900) is multiplied by a factor drawn from it:
+  real cortical bone reaches 1,500–2,000 HU."""
+  fov_mm = slice_fov_mm(seed, index, fov_mm, fov_range_mm)
   clean, _ = phantom.phantom_slice(seed, index, size, lesion_prob=lesion_prob, noise_std=0.0)
+  if bone_scale:
+    clean = np.where(clean >= 300.0, clean * _log_uniform(seed, index, 6, bone_scale), clean)
+  if texture_hu:
+    clean = np.where(clean > -950.0, clean + tissue_texture(seed, index, size, fov_mm, texture_hu), clean)
   sino, theta = acquisition.project(clean, fov_mm=fov_mm)
   ref = acquisition.reconstruct(sino, theta, dose=0, rng=None, size=size, fov_mm=fov_mm)
   rng = np.random.default_rng([seed, index, 3])
@@ -62,7 +102,8 @@ def _build_part(folder, indices, params):
     if os.path.exists(path):
       continue
     out = scan_slice(params['seed'], j, params['size'], params['fov_mm'], params['full_dose'],
-                     params['lesion_prob'], params['noise_draws'])
+                     params['lesion_prob'], params['noise_draws'], params.get('texture_hu', ()),
+                     params.get('fov_range_mm', ()), params.get('bone_scale', ()))
     fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp.npz')
     os.close(fd)
     np.savez(tmp, **out)
@@ -90,13 +131,23 @@ def build(folder: str, num_slices: int, params: dict, workers: int) -> None:
                        f'in {folder}, rerun to finish the rest.')
 
 
+def _optional_range(name: str, value, unit: str, empty: str) -> tuple[float, ...]:
+  value = tuple(float(t) for t in value)
+  if value and not (len(value) == 2 and 0 < value[0] <= value[1]):
+    raise ValueError(f'ct_bank: {name}={value}: give (lo, hi) {unit} with 0 < lo <= hi, or () for {empty}.')
+  return value
+
+
 class PhantomPatches:
   """Random-access source of (low-dose, noiseless) patch pairs at clinical scale (module docstring)."""
 
   def __init__(self, *, seed: int, size: int, patch: int, num_examples: int, num_slices: int, fov_mm: float,
                full_dose: float, dose_fractions, lesion_prob: float, noise_draws: int, cache_dir: str,
-               workers: int = 2):
+               workers: int = 2, texture_hu=(), fov_range_mm=(), bone_scale=()):
     lo, hi = (tuple(dose_fractions) * 2)[:2]
+    texture_hu = _optional_range('bank_texture_hu', texture_hu, 'HU', "the phantom's uniform tissues")
+    fov_range_mm = _optional_range('bank_fov_range_mm', fov_range_mm, 'mm', 'every slice at data.fov_mm')
+    bone_scale = _optional_range('bank_bone_scale', bone_scale, '(factors)', "the phantom's bone")
     if not (0 < lo <= hi) or not 8 <= patch <= size or num_slices < 1 or noise_draws < 1:
       raise ValueError(f'ct_bank: dose_fractions={tuple(dose_fractions)} (0 < lo <= hi; above 1 is more than full '
                        f'dose, less noise), patch_size={patch} '
@@ -105,8 +156,10 @@ class PhantomPatches:
     self.seed, self.size, self.patch, self.num_examples = seed, size, patch, num_examples
     self.fractions = (float(lo), float(hi))
     self.params = dict(seed=seed, size=size, fov_mm=float(fov_mm), full_dose=float(full_dose),
-                       lesion_prob=float(lesion_prob), noise_draws=int(noise_draws))
-    key = bank_key(seed, num_slices, size, fov_mm, full_dose, lesion_prob, noise_draws)
+                       lesion_prob=float(lesion_prob), noise_draws=int(noise_draws), texture_hu=texture_hu,
+                       fov_range_mm=fov_range_mm, bone_scale=bone_scale)
+    key = bank_key(seed, num_slices, size, fov_mm, full_dose, lesion_prob, noise_draws, texture_hu, fov_range_mm,
+                   bone_scale)
     self.folder = os.path.join(os.path.expanduser(cache_dir), 'ct_bank', key)
     self.num_slices, self.workers = num_slices, workers
     self._bank = None

@@ -53,7 +53,8 @@ def patch_source(config: ml_collections.ConfigDict, *, held_out: bool = False, n
       num_examples=num or config.num_train, num_slices=config.bank_held_out_slices if held_out else config.bank_slices,
       fov_mm=fov_mm, full_dose=full_dose, dose_fractions=tuple(config.dose_fractions) or (fraction,),
       lesion_prob=config.lesion_prob, noise_draws=config.bank_noise_draws, cache_dir=config.cache_dir,
-      workers=config.bank_workers)
+      workers=config.bank_workers, texture_hu=tuple(config.get('bank_texture_hu', ())),
+      fov_range_mm=tuple(config.get('bank_fov_range_mm', ())), bone_scale=tuple(config.get('bank_bone_scale', ())))
 
 
 def served_size(config: ml_collections.ConfigDict) -> int:
