@@ -30,12 +30,14 @@ class RestorationTask(task.Task):
     if self.conditioned:  # two channels in (image, noise level), the image out
       model = ml_collections.ConfigDict({**config.model.to_dict(), 'out_channels': 1})
     self.model = models.build(model)
-    self.noise_scale = NOISE_SCALE / (config.data.window_hi - config.data.window_lo) * 2.0  # HU → window units
+    lo, hi = config.data.window_lo, config.data.window_hi
+    self.noise_scale = NOISE_SCALE / (hi - lo) * 2.0  # HU → window units
+    self.body = (BODY_HU - lo) / (hi - lo) * 2.0 - 1.0  # the body's threshold in window units, whatever the window
 
   def _inputs(self, x):
     if not self.conditioned:
       return x
-    level = noise_index(x) / self.noise_scale  # about 1 at quarter dose in an adult abdomen
+    level = noise_index(x, self.body) / self.noise_scale  # about 1 at quarter dose in an adult abdomen
     return jnp.concatenate([x, jnp.broadcast_to(level[:, None, None, None], x.shape)], axis=-1)
 
   def init(self, rng, batch):
@@ -53,6 +55,7 @@ class RestorationTask(task.Task):
 
 
 NOISE_SCALE = 30.0  # HU: the conditioning channel is the noise index in units of quarter-dose noise in water
+BODY_HU = -500.0    # the noise is measured where the image is above this: the body, not the air
 
 
 def noise_index(x: jnp.ndarray, body: float = -0.5) -> jnp.ndarray:
