@@ -15,7 +15,7 @@ Methods: the low-dose input (FBP), the run's model (`aigc_jax.denoise`'s path: E
 applied inside the HU window), and the classical peers of `aigc_jax/imaging/denoisers.py`, each given the
 noise σ it estimates on the slice times a strength α chosen on `--validation` other held-out phantom slices
 (never on the test sets). RMSE (HU), PSNR (dB, over the 2000 HU of the −1000…1000 window) and SSIM (in that
-window) inside the body; seconds per slice on this machine. And on the quality-assurance object of
+window) inside the body, and per slice the RMSE in its soft tissue and in its bone (where a method loses); seconds per slice on this machine. And on the quality-assurance object of
 `aigc_jax/imaging/nps_mtf.py` (water cylinder with a bone rod at the run's grid): the noise σ and the mean
 frequency of the noise power spectrum (a waxy output moves it down), and MTF50 / MTF10 of the rod's edge.
 
@@ -46,6 +46,7 @@ from aigc_jax.imaging import real_ct  # noqa: E402
 
 FLAGS = flags.FLAGS
 WINDOW = (-1000.0, 1000.0)
+TISSUES = {'soft': (-200.0, 200.0), 'bone': (300.0, np.inf)}  # HU of the noiseless reference
 
 
 def define_flags():
@@ -89,11 +90,24 @@ def real_slices(names, size):
   return out
 
 
+def _tissue_rmse(out, s) -> dict[str, float]:
+  """RMSE in the body's soft tissue and in its bone (NaN where the slice has none): where a method loses."""
+  out_rmse = {}
+  for tissue, (lo, hi) in TISSUES.items():
+    inside = s.body & (s.reference > lo) & (s.reference <= hi)
+    out_rmse[tissue] = float(np.sqrt(np.mean((out[inside] - s.reference[inside]) ** 2))) if inside.any() else np.nan
+  return out_rmse
+
+
+def _finite_or_none(x) -> float | None:
+  return float(x) if np.isfinite(x) else None  # JSON has no NaN: a tissue the slice lacks is null
+
+
 def _scores(out, s):
   lo, hi = WINDOW
   err = out[s.body] - s.reference[s.body]
   rmse = float(np.sqrt(np.mean(err ** 2)))
-  return {'rmse_hu': rmse, 'psnr_db': float(20 * np.log10((hi - lo) / max(rmse, 1e-9))),
+  return {'rmse_hu': rmse, 'tissue': _tissue_rmse(out, s), 'psnr_db': float(20 * np.log10((hi - lo) / max(rmse, 1e-9))),
           'ssim': quality.ssim(np.clip(out, lo, hi), np.clip(s.reference, lo, hi), hi - lo, mask=s.body)}
 
 
@@ -107,8 +121,8 @@ def _methods(model, peers, alphas):
 def score_set(slices, fns, dose, seeds, salt):
   """{method: {metric: [mean over slices, one per seed], 'seconds': [...], 'per_slice': {name: [RMSE per seed]}},
   'input_noise_hu': [the noise index of each scanned input]}."""
-  res = {m: {'rmse_hu': [], 'psnr_db': [], 'ssim': [], 'seconds': [], 'per_slice': {s.name: [] for s in slices}}
-         for m in fns}
+  res = {m: {'rmse_hu': [], 'psnr_db': [], 'ssim': [], 'seconds': [], 'per_slice': {s.name: [] for s in slices},
+             'tissue': {s.name: {t: [] for t in TISSUES} for s in slices}} for m in fns}
   res['input_noise_hu'] = []  # the noise index of every scanned input: what the peers are told
   for seed in range(seeds):
     per = {m: [] for m in fns}
@@ -120,6 +134,8 @@ def score_set(slices, fns, dose, seeds, salt):
         per[m].append(_scores(out, s))
         res[m]['seconds'].append(sec)
         res[m]['per_slice'][s.name].append(per[m][-1]['rmse_hu'])
+        for t, v in per[m][-1]['tissue'].items():
+          res[m]['tissue'][s.name][t].append(v)
     for m in fns:
       for k in ('rmse_hu', 'psnr_db', 'ssim'):
         res[m][k].append(float(np.mean([p[k] for p in per[m]])))
@@ -184,8 +200,10 @@ def compare(workdir, *, methods, seeds, dose_fraction, validation, test, real, r
         'slices': [f'{s.name} ({s.size}², {s.fov_mm / s.size:.2f} mm)' for s in slices],
         'input_noise_hu': float(np.mean(res.pop('input_noise_hu'))),
         **{m: {**{k: {'mean': float(np.mean(v)), 'sd': float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
-                  for k, v in r.items() if k not in ('seconds', 'per_slice')},
+                  for k, v in r.items() if k not in ('seconds', 'per_slice', 'tissue')},
                'rmse_hu_per_slice': {n: float(np.mean(v)) for n, v in r['per_slice'].items()},
+               'tissue_rmse_hu_per_slice': {n: {t: _finite_or_none(np.mean(x)) for t, x in v.items()}
+                                            for n, v in r['tissue'].items()},
                'seconds_per_slice': float(np.median(r['seconds']))} for m, r in res.items()}}
     for m in fns:
       report['sets'][name][m]['gain_db'] = 20 * np.log10(report['sets'][name]['input']['rmse_hu']['mean'] /
@@ -211,6 +229,12 @@ def print_report(r):
           + ' --- |' * (len(methods) + 1))
     for n in s[methods[0]]['rmse_hu_per_slice']:
       print(f'| {n} | ' + ' | '.join(f'{s[m]["rmse_hu_per_slice"][n]:.1f}' for m in methods) + ' |')
+    print(f'\nRMSE (HU) in soft tissue ({TISSUES["soft"][0]:g}…{TISSUES["soft"][1]:g} HU) / bone (above '
+          f'{TISSUES["bone"][0]:g} HU) per slice:\n| slice | {" | ".join(methods)} |\n|' + ' --- |' * (len(methods) + 1))
+    for n, tissue in s[methods[0]]['tissue_rmse_hu_per_slice'].items():
+      cell = lambda v: '—' if v is None else f'{v:.1f}'
+      print(f'| {n} | ' + ' | '.join(' / '.join(cell(s[m]['tissue_rmse_hu_per_slice'][n][t]) for t in tissue)
+                                      for m in methods) + ' |')
   print('\nQA object (noise in water, bone-rod edge):')
   print('| method | noise σ (HU) | NPS mean frequency (1/mm) | MTF50 (1/mm) | MTF10 (1/mm) |')
   print('| --- | --- | --- | --- | --- |')

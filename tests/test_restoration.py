@@ -156,6 +156,8 @@ def test_compare_denoisers_scores_model_and_peers_on_phantom_and_real_ct(denoise
     for m in ('input', 'model', 'tv', 'bm3d'):
       assert s[m]['rmse_hu']['mean'] > 0 and s[m]['rmse_hu']['sd'] >= 0 and 0 < s[m]['ssim']['mean'] <= 1, (name, m)
     assert s['input']['gain_db'] == 0.0 and s['input_noise_hu'] > 0
+    soft = [v['soft'] for v in s['tv']['tissue_rmse_hu_per_slice'].values()]
+    assert None not in soft and min(soft) > 0  # every slice has soft tissue; bone may be None (none there)
   assert r['sets']['phantom']['tv']['rmse_hu']['mean'] != r['sets']['phantom']['input']['rmse_hu']['mean']
   for m in ('tv', 'bm3d'):  # each peer's strength: the best on the validation slice (not on the test ones)
     assert r['tuning_rmse_hu'][m][r['alpha'][m]] == min(r['tuning_rmse_hu'][m].values())
@@ -163,7 +165,7 @@ def test_compare_denoisers_scores_model_and_peers_on_phantom_and_real_ct(denoise
   assert qa['tv']['noise_sigma_hu'] < qa['input']['noise_sigma_hu'] and qa['input']['mtf50_per_mm'] > 0
   compare_denoisers.print_report(r)
   table = capsys.readouterr().out
-  assert '| model |' in table and '| bm3d |' in table and 'MTF50' in table
+  assert '| model |' in table and '| bm3d |' in table and 'MTF50' in table and 'in soft tissue' in table
   with pytest.raises(ValueError, match='unknown classical denoiser'):
     compare_denoisers.compare(str(denoise_run), methods=['wiener'], seeds=1, dose_fraction=0.25, validation=1,
                               test=1, real=['none'])
