@@ -12,6 +12,10 @@ level it estimates on its input is a second input channel, as BM3D is told σ. T
 reconstruction. `legacy64` is the old whole-slice recipe (64², 6.25 mm pixels, full-dose
 targets) kept to reproduce earlier figures.
 
+Bank options, off by default (docs/restoration.md measures them): --config.data.bank_texture_hu='(3.0, 30.0)'
+(tissue texture), --config.data.bank_fov_range_mm='(250.0, 500.0)' (patient sizes and pixel sizes),
+--config.data.bank_bone_scale='(1.0, 2.0)' (denser bone; widen --config.data.window_hi to keep it).
+
 Choose the network with --config.model.name=conv_autoencoder (then --config.model.output=linear|sigmoid, and
 --config.task.noise_conditioning=False: the noise channel is RED-CNN's).
 """
