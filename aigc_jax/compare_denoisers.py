@@ -15,9 +15,10 @@ Methods: the low-dose input (FBP), the run's model (`aigc_jax.denoise`'s path: E
 applied inside the HU window), and the classical peers of `aigc_jax/imaging/denoisers.py`, each given the
 noise σ it estimates on the slice times a strength α chosen on `--validation` other held-out phantom slices
 (never on the test sets). RMSE (HU), PSNR (dB, over the 2000 HU of the −1000…1000 window) and SSIM (in that
-window) inside the body, and per slice the RMSE in its soft tissue and in its bone (where a method loses); seconds per slice on this machine. And on the quality-assurance object of
-`aigc_jax/imaging/nps_mtf.py` (water cylinder with a bone rod at the run's grid): the noise σ and the mean
-frequency of the noise power spectrum (a waxy output moves it down), and MTF50 / MTF10 of the rod's edge.
+window) inside the body, and per slice the RMSE in its soft tissue and in its bone (where a method loses);
+seconds per slice on this machine. And on the quality-assurance object of `aigc_jax/imaging/nps_mtf.py` (water
+cylinder with a bone rod at the run's grid): the noise σ and the mean frequency of the noise power spectrum (a
+waxy output moves it down), and MTF50 / MTF10 of the rod's edge.
 
 Writes `<workdir>/eval/compare_denoisers_step<step>.json` (or `--out`) and prints the tables.
 """
@@ -107,7 +108,8 @@ def _scores(out, s):
   lo, hi = WINDOW
   err = out[s.body] - s.reference[s.body]
   rmse = float(np.sqrt(np.mean(err ** 2)))
-  return {'rmse_hu': rmse, 'tissue': _tissue_rmse(out, s), 'psnr_db': float(20 * np.log10((hi - lo) / max(rmse, 1e-9))),
+  return {'rmse_hu': rmse, 'tissue': _tissue_rmse(out, s),
+          'psnr_db': float(20 * np.log10((hi - lo) / max(rmse, 1e-9))),
           'ssim': quality.ssim(np.clip(out, lo, hi), np.clip(s.reference, lo, hi), hi - lo, mask=s.body)}
 
 
