@@ -34,18 +34,24 @@ class Denoiser:
   @functools.cached_property
   def trained_noise(self) -> tuple[float, float] | None:
     """(lowest, highest) noise index of the training inputs: a 300 mm water cylinder on the run's grid at its
-    highest and lowest training dose; None where the run did not simulate its doses (a prepared dataset)."""
+    highest and lowest training dose (with `bank_fov_range_mm`, scaled as the bank scales its slices: the
+    smallest field at the highest dose, the largest at the lowest); None where the run did not simulate its
+    doses (a prepared dataset)."""
     d = self.config.data
     if d.name != 'phantom_ct' or not d.pairs:
       return None
     fractions = tuple(d.get('dose_fractions', ())) or (d.low_dose_fraction,)
-    water = acquisition.water_cylinder(d.image_size, fov_mm=d.fov_mm)
-    sino, theta = acquisition.project(water, fov_mm=d.fov_mm)
-    ref = acquisition.reconstruct(sino, theta, dose=0, rng=None, size=d.image_size, fov_mm=d.fov_mm)
-    body = real_ct.body_mask(ref)
-    index = lambda f: denoisers.noise_sigma_hu(acquisition.reconstruct(
-        sino, theta, dose=d.full_dose * f, rng=np.random.default_rng(0), size=d.image_size, fov_mm=d.fov_mm), body)
-    return index(max(fractions)), index(min(fractions))
+    fovs = tuple(d.get('bank_fov_range_mm', ())) or (d.fov_mm,)
+
+    def index(fraction, fov):
+      water = acquisition.water_cylinder(d.image_size, diameter_mm=300.0 * fov / d.fov_mm, fov_mm=fov)
+      sino, theta = acquisition.project(water, fov_mm=fov)
+      ref = acquisition.reconstruct(sino, theta, dose=0, rng=None, size=d.image_size, fov_mm=fov)
+      return denoisers.noise_sigma_hu(acquisition.reconstruct(
+          sino, theta, dose=d.full_dose * fraction, rng=np.random.default_rng(0), size=d.image_size, fov_mm=fov),
+          real_ct.body_mask(ref))
+
+    return index(max(fractions), min(fovs)), index(min(fractions), max(fovs))
 
   def noise_note(self, hu: np.ndarray) -> tuple[float | None, str]:
     """(the noise index of a series [N, H, W] in HU, or None where no slice shows a body; a warning or '')."""

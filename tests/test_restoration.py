@@ -6,6 +6,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -135,6 +136,12 @@ def test_noise_far_outside_the_trained_doses_is_warned_about(denoise_run):
   from aigc_jax import denoise  # pylint: disable=g-import-not-at-top
   d = denoise.Denoiser(str(denoise_run))
   low, high = d.trained_noise
+  # A bank of smaller and larger patients (bank_fov_range_mm) was trained on quieter and noisier inputs.
+  wide = denoise.Denoiser(str(denoise_run))
+  wide.config = ml_collections.ConfigDict(d.config.to_dict())
+  wide.config.data.bank_fov_range_mm = (0.5 * d.config.data.fov_mm, 1.25 * d.config.data.fov_mm)
+  wide_low, wide_high = wide.trained_noise
+  assert wide_low < 0.8 * low and wide_high > 1.1 * high
   water = acquisition.water_cylinder(64)
   scan = lambda fraction, seed: acquisition.simulate(water, dose=d.config.data.full_dose * fraction,
                                                      rng=np.random.default_rng(seed))
