@@ -18,6 +18,7 @@ apertium marks them '*'). Prints one JSON object.
 """
 
 import argparse
+import collections
 import importlib.util
 import json
 import pathlib
@@ -86,11 +87,13 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     # How much it does not know: the first stage again without -u, its unknown words marked '*'.
     marked = translate_lines(sources, [[a for a in commands[0] if a != '-u']])
-    unknown = sum(len(re.findall(r'(?:^|\s)\*\S', m)) for m in marked)
+    unknown_words = [w.lower() for m in marked for w in re.findall(r'(?:^|\s)\*(\w+)', m)]
+    unknown = len(unknown_words)
     result[lang] = {'test_pairs': len(sources), 'modes': ' | '.join(' '.join(c) for c in commands),
                     'pivot': MODES[lang][1], 'seconds': round(seconds, 2),
                     'titles_with_an_unknown_word': round(sum('*' in m for m in marked) / max(len(marked), 1), 4),
                     'unknown_word_share': round(unknown / max(sum(len(m.split()) for m in marked), 1), 4),
+                    'most_frequent_unknown_words': collections.Counter(unknown_words).most_common(5),
                     'apertium': translation.scores(references, hypotheses, lang),
                     'examples': [[s, h, r] for s, h, r in list(zip(sources, hypotheses, references))[:3]]}
     print(f'{lang}: apertium BLEU {result[lang]["apertium"]["bleu"]:.1f} chrF '
