@@ -233,8 +233,8 @@ def print_report(r):
       print(f'| {n} | ' + ' | '.join(f'{s[m]["rmse_hu_per_slice"][n]:.1f}' for m in methods) + ' |')
     print(f'\nRMSE (HU) in soft tissue ({TISSUES["soft"][0]:g}…{TISSUES["soft"][1]:g} HU) / bone (above '
           f'{TISSUES["bone"][0]:g} HU) per slice:\n| slice | {" | ".join(methods)} |\n|' + ' --- |' * (len(methods) + 1))
+    cell = lambda v: '—' if v is None else f'{v:.1f}'  # None: the slice has none of that tissue
     for n, tissue in s[methods[0]]['tissue_rmse_hu_per_slice'].items():
-      cell = lambda v: '—' if v is None else f'{v:.1f}'
       print(f'| {n} | ' + ' | '.join(' / '.join(cell(s[m]['tissue_rmse_hu_per_slice'][n][t]) for t in tissue)
                                       for m in methods) + ' |')
   print('\nQA object (noise in water, bone-rod edge):')
