@@ -89,10 +89,12 @@ def build_data(config: ml_collections.ConfigDict, workdir: str | None = None):
     raise ValueError(f'config.data.name={config.data.name!r} is not a data source; choose one of '
                      f'{sorted(DATA_SOURCES)} (tfds:<name> for a prepared dataset).')
   data = config.data
-  if not data.get('tokenizer', 'n/a') and config.get('init_from'):
+  parts = config.get('init_parts') or {}
+  if not data.get('tokenizer', 'n/a') and config.get('init_from') and (not parts or 'embed' in parts):
     # Fine-tuning a text model reads the pretraining run's tokenizer: its embeddings were learned for those
     # token ids. (Not a config reference: setting one field of a reference sets the other too, so a run
-    # 'from scratch with that tokenizer' would silently load the weights as well.)
+    # 'from scratch with that tokenizer' would silently load the weights as well.) Parts without the
+    # embeddings (a translator's blocks) leave the ids free: the run trains its own tokenizer.
     data = data.copy_and_resolve_references()
     data.tokenizer = config.init_from
   return DATA_SOURCES[kind](data, workdir=workdir)

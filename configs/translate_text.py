@@ -12,7 +12,9 @@ text, prepared by python -m aigc_jax.prepare_text --target_field=...: --config.d
 --config.data.tokenizer=runs/translate to fine-tune a trained translator, with its tokenizer).
 
 Without a suffix: one causal transformer reading "English: <title> Spanish:" and continuing it (the better
-of the two at this budget: docs/reports.md). `*_seq2seq`: the encoder-decoder (models/transformer.py's
+of the two at this budget: docs/reports.md). `*_blocks`: the causal translator with its transformer blocks started from a pretrained language model of
+the same size, its embeddings fresh: add --config.init_from=runs/lm_gpt (a `lm_gpt.py:runlocal` run).
+`*_seq2seq`: the encoder-decoder (models/transformer.py's
 EncoderDecoder): the encoder reads "English: <title>", the decoder starts from the target language's cue
 (" Spanish:") and cross-attends to it.
 
@@ -26,7 +28,7 @@ import ml_collections
 from configs import common
 from configs import lm_gpt
 
-VARIANTS = ('runlocal', 'test', 'runlocal_seq2seq', 'test_seq2seq')
+VARIANTS = ('runlocal', 'test', 'runlocal_seq2seq', 'test_seq2seq', 'runlocal_blocks', 'test_blocks')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -66,5 +68,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.layout = 'encoder_decoder'   # source: the English title; decoder: " Spanish:" + translation
     c.data.seq_len = c.data.target_len + 4          # room for the cue (a longer one is refused by name)
     c.model.max_len = max(c.data.prompt_len, c.data.seq_len)
+  if (arg or '').endswith('_blocks'):
+    # The pretrained language model's blocks and final norm (same width, depth and heads: lm_gpt:<size>);
+    # the embeddings start fresh, since this vocabulary (both languages) is not the LM's (English).
+    for i in range(c.model.depth):
+      c.init_parts[f'block_{i}'] = f'block_{i}'
+    c.init_parts.ln_final = 'ln_final'
   c.evals.test.every = c.num_steps   # once, at the end
   return c

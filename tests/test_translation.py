@@ -9,13 +9,18 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+import ml_collections
+import numpy as np
 import pytest
 import sacrebleu
 
 from aigc_jax import experiment
+from aigc_jax.core import checkpoint
 from aigc_jax.data import text_pairs
 from aigc_jax.text import corpora
 from aigc_jax.text import translation
+from configs import lm_gpt
 from configs import translate_text
 
 CATALOGUE = r'''#
@@ -121,6 +126,26 @@ def test_baseline_command_and_a_test_size_translator(tmp_path):
   logged = [json.loads(line) for line in open(tmp_path / 'run' / 'metrics.jsonl')]
   test = [r for r in logged if 'test/bleu_es' in r][-1]
   assert 0 <= test['test/bleu_es'] <= 100 and test['test/chrf_mean'] == test['test/chrf_es']
+
+
+def test_a_translator_starts_from_a_language_models_blocks_with_its_own_tokenizer(tmp_path):
+  lm = lm_gpt.get_config('test')
+  lm.evals = ml_collections.ConfigDict()
+  experiment.train_and_evaluate(lm, str(tmp_path / 'lm'))
+  c = translate_text.get_config('test_blocks')
+  c.evals = ml_collections.ConfigDict()
+  c.init_from = str(tmp_path / 'lm')
+  c.optim.learning_rate = 0.0       # nothing moves: the finished params are the loaded ones
+  c.num_steps, c.checkpoint_every = 1, 1
+  state = experiment.train_and_evaluate(c, str(tmp_path / 'tr'))
+  _, task, _, _, data = experiment.load_run(str(tmp_path / 'lm'), with_data=True)
+  pre = checkpoint.restore_params(str(tmp_path / 'lm'), {'params': experiment.abstract_params(task, data)})['params']
+  assert set(c.init_parts) == {f'block_{i}' for i in range(lm.model.depth)} | {'ln_final'}
+  for name in c.init_parts:
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(state.params[name]), jax.device_get(pre[name]))
+  # The embeddings are fresh, over a tokenizer of the translation pairs (not the English LM's).
+  assert not np.allclose(np.asarray(state.params['embed']['embedding']), np.asarray(pre['embed']['embedding']))
+  assert (tmp_path / 'tr' / 'tokenizer.json').read_bytes() != (tmp_path / 'lm' / 'tokenizer.json').read_bytes()
 
 
 def test_the_apertium_peer_keeps_one_line_out_per_title():
