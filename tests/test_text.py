@@ -80,6 +80,19 @@ def test_tokenizer_round_trip_and_saved_file(kind, tmp_path):
     tokenizer.load(str(tmp_path / 'missing.json'))
 
 
+def test_targets_keep_eos_and_say_how_many_were_cut(monkeypatch):
+  tok = tokenizer.train(SAMPLES * 5, 'bpe', 400)
+  said = []
+  monkeypatch.setattr(text.reporting, 'log', said.append)
+  texts = ['No acute disease.', 'The heart is normal in size. ' * 4]
+  lengths = [len(t) + 1 for t in tok.encode([' ' + x for x in texts])]
+  out = text.target_tokens(tok, texts, max(lengths), 'reports')
+  assert [len(t) for t in out] == lengths and all(t[-1] == tokenizer.EOS for t in out) and not said
+  out = text.target_tokens(tok, texts, lengths[0], 'train reports')
+  assert out[0][-1] == tokenizer.EOS and len(out[1]) == lengths[0] and out[1][-1] != tokenizer.EOS
+  assert len(said) == 1 and said[0].startswith('1 of 2 train reports') and f'longest: {lengths[1]}' in said[0]
+
+
 def test_pack_rows_segments_and_positions():
   docs = [[11, 12, 13], [21, 22], [31, 32, 33, 34, 35, 36]]
   rows = text.pack(docs, 5, tokenizer.EOS, pad_last=True)

@@ -28,7 +28,6 @@ from aigc_jax.data import pipeline
 from aigc_jax.data import serving
 from aigc_jax.data import text
 from aigc_jax.text import slice_reports
-from aigc_jax.text import tokenizer as tokenizer_lib
 
 CUE = 'FINDINGS:'
 KEYS = text.KEYS + ('loss_mask',)
@@ -93,8 +92,7 @@ class PhantomReports(serving.RowsSource):
     """{'tokens', 'segment_ids', 'positions', 'loss_mask'} [N, seq_len] and 'image' [N, H, W, C]."""
     if split not in self._rows:
       hu, _, reports = self.slices(split)
-      targets = [(t + [tokenizer_lib.EOS])[:self.config.target_len]
-                 for t in self.tokenizer.encode([' ' + r for r in reports])]
+      targets = text.target_tokens(self.tokenizer, reports, self.config.target_len, f'{split} reports')
       n, length = len(reports), self.config.seq_len
       out = {k: np.zeros((n, length), np.float32 if k == 'loss_mask' else np.int32) for k in KEYS}
       for i, t in enumerate(targets):

@@ -118,6 +118,19 @@ def resolve_tokenizer(config: ml_collections.ConfigDict, workdir: str | None, tr
   return tok
 
 
+def target_tokens(tokenizer: tokenizer_lib.Tokenizer, texts: list[str], target_len: int, what: str
+                  ) -> list[list[int]]:
+  """Each text's tokens (after a space, as it follows a cue) and [EOS], cut to `target_len`; one log line
+  says how many were cut (`what`: e.g. 'train reports'), since a cut target is learned without its end."""
+  full = [t + [tokenizer_lib.EOS] for t in tokenizer.encode([' ' + x for x in texts])]
+  cut = sum(len(t) > target_len for t in full)
+  if cut:
+    reporting.log(f'{cut:,} of {len(full):,} {what} are longer than config.data.target_len={target_len} tokens '
+                  f'with [EOS] (the longest: {max(map(len, full))}) and are cut; raise target_len (and seq_len) '
+                  'to keep them whole.')
+  return [t[:target_len] for t in full]
+
+
 def decode_rows(tokenizer: tokenizer_lib.Tokenizer, rows: np.ndarray) -> list[str]:
   """Generated token rows [N, L] → texts, each up to its first [EOS]."""
   out = []

@@ -114,8 +114,7 @@ class TextPairs(serving.RowsSource):
     its cue; for encoder_decoder, the cues (the source is `_sources`)."""
     bodies = self.tokenizer.encode([s for s, _, _, _ in pairs])
     cues = self.tokenizer.encode([c for _, c, _, _ in pairs])
-    targets = self.tokenizer.encode([' ' + t for _, _, t, _ in pairs])
-    targets = [(t + [tokenizer_lib.EOS])[:self.config.target_len] for t in targets]
+    targets = text.target_tokens(self.tokenizer, [t for _, _, t, _ in pairs], self.config.target_len, 'targets')
     if self.seq2seq:
       room = self.config.seq_len - self.config.target_len
       if max(map(len, cues)) > room:
