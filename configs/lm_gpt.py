@@ -3,6 +3,8 @@ Indiana University chest X-ray reports (aigc_jax/text/corpora.py), with a byte-l
 on their training split at the first start and kept in the workdir.
 
   python -m aigc_jax.main --config=configs/lm_gpt.py:runlocal --workdir=runs/lm_gpt   # CPU, minutes
+  python -m aigc_jax.main --config=configs/lm_gpt.py:runlocal_small --workdir=runs/lm_small   # the image
+                                                      # reporter's decoder size (report_image.py:runlocal_lm)
   python -m aigc_jax.main --config=configs/lm_gpt.py --workdir=runs/lm_gpt_full       # accelerator
   python -m aigc_jax.evaluate --workdir=runs/lm_gpt                                   # held-out perplexity
 
@@ -53,7 +55,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log_every = 100
   c.checkpoint_every = 2_000
 
-  if arg == 'runlocal':
+  if arg in ('runlocal', 'runlocal_small'):
     c.data.seq_len = 128
     c.data.vocab_size = 4096
     c.model.width, c.model.depth, c.model.heads = 256, 4, 4
@@ -65,11 +67,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 200
     c.evals.val.every = 200
     c.evals.samples.every = 600
+    if arg == 'runlocal_small':
+      # The decoder of report_image.py:runlocal (so it can start from this run: its runlocal_lm), 742k
+      # parameters: two passes in 5 minutes on 2 cores.
+      c.data.vocab_size = 1024
+      c.model.width, c.model.depth, c.model.heads = 128, 3, 4
+      c.num_steps = 1_200
+      c.evals.samples.every = 1_200
   elif arg == 'test':
     common.tiny_trainer(c)
     tiny_text(c)
   elif arg:
-    raise ValueError(f'configs/lm_gpt.py: unknown variant {arg!r}; use one of: runlocal, test (or none).')
+    raise ValueError(f'configs/lm_gpt.py: unknown variant {arg!r}; use one of: runlocal, runlocal_small, test '
+                     '(or none).')
   return c
 
 
