@@ -12,11 +12,11 @@ text, prepared by python -m aigc_jax.prepare_text --target_field=...: --config.d
 --config.data.tokenizer=runs/translate to fine-tune a trained translator, with its tokenizer).
 
 Without a suffix: one causal transformer reading "English: <title> Spanish:" and continuing it (the better
-of the two at this budget: docs/reports.md). `*_blocks`: the causal translator with its transformer blocks started from a pretrained language model of
-the same size, its embeddings fresh: add --config.init_from=runs/lm_gpt (a `lm_gpt.py:runlocal` run).
-`*_seq2seq`: the encoder-decoder (models/transformer.py's
+of the two at this budget: docs/reports.md). `*_seq2seq`: the encoder-decoder (models/transformer.py's
 EncoderDecoder): the encoder reads "English: <title>", the decoder starts from the target language's cue
-(" Spanish:") and cross-attends to it.
+(" Spanish:") and cross-attends to it. `*_blocks`: the causal translator with its transformer blocks from a
+pretrained language model of its size, its embeddings fresh over its own tokenizer: add
+--config.init_from=runs/lm_gpt (a lm_gpt.py:runlocal run; at this budget it does not help: docs/reports.md).
 
 `test` translates every held-out title of every language by beam search at the end: sacrebleu BLEU and chrF
 per language (aigc_jax/evals/generation.py). `--config.data.languages='("es","de","fr","pt","vi","el","zh","ja")'`

@@ -17,6 +17,7 @@ import sacrebleu
 
 from aigc_jax import experiment
 from aigc_jax.core import checkpoint
+from aigc_jax.core import reporting
 from aigc_jax.data import text_pairs
 from aigc_jax.text import corpora
 from aigc_jax.text import translation
@@ -128,7 +129,7 @@ def test_baseline_command_and_a_test_size_translator(tmp_path):
   assert 0 <= test['test/bleu_es'] <= 100 and test['test/chrf_mean'] == test['test/chrf_es']
 
 
-def test_a_translator_starts_from_a_language_models_blocks_with_its_own_tokenizer(tmp_path):
+def test_a_translator_starts_from_a_language_models_blocks_with_its_own_tokenizer(tmp_path, monkeypatch):
   lm = lm_gpt.get_config('test')
   lm.evals = ml_collections.ConfigDict()
   experiment.train_and_evaluate(lm, str(tmp_path / 'lm'))
@@ -146,6 +147,12 @@ def test_a_translator_starts_from_a_language_models_blocks_with_its_own_tokenize
   # The embeddings are fresh, over a tokenizer of the translation pairs (not the English LM's).
   assert not np.allclose(np.asarray(state.params['embed']['embedding']), np.asarray(pre['embed']['embedding']))
   assert (tmp_path / 'tr' / 'tokenizer.json').read_bytes() != (tmp_path / 'lm' / 'tokenizer.json').read_bytes()
+  # The variant run without the pretrained run says that nothing was loaded.
+  said = []
+  monkeypatch.setattr(reporting, 'log', said.append)
+  c.init_from = ''
+  experiment.train_and_evaluate(c, str(tmp_path / 'alone'))
+  assert any('config.init_from is empty' in line and 'block_0' in line for line in said), said
 
 
 def test_the_apertium_peer_keeps_one_line_out_per_title():

@@ -240,6 +240,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, task:
                                             new_heads=getattr(task, 'new_heads', ()))
     if how == 'scratch' and parts and config.init_from:
       state, how = warm_start.load_parts(str(config.init_from), state, s.abstract_state, parts), 'init_parts'
+    elif how == 'scratch' and parts:
+      # A variant made to fine-tune (translate_text.py:runlocal_blocks) run without the run it loads from.
+      reporting.log(f'config.init_parts names {", ".join(sorted(parts))}, but config.init_from is empty: every '
+                    'parameter starts fresh; add --config.init_from=<the pretrained run> to load them.')
     task.check_params(state.params)
   # Written once the checkpoints are known to fit this config: a mismatched rerun must not overwrite the
   # config.json that `aigc_jax.sample` and `evaluate` rebuild the existing checkpoints' model from.
