@@ -109,20 +109,19 @@ class TextPairs(serving.RowsSource):
         config, workdir, lambda: [f'{s}{c} {t}' for s, c, t, _ in self.splits['train']])
     self._rows, self._prompts = {}, {}
 
-  def _encode(self, pairs: list[Example]) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
-    """(prompts, targets, truncated [N] bool) token lists: for the decoder layout, the source's start and
-    its cue; for encoder_decoder, the cues (the source is `_sources`)."""
+  def _encode(self, pairs: list[Example]) -> tuple[list[list[int]], np.ndarray]:
+    """(prompts, truncated [N] bool): prompt token lists, for the decoder layout the source's start and its
+    cue, for encoder_decoder the cues (the source is `_sources`)."""
     bodies = self.tokenizer.encode([s for s, _, _, _ in pairs])
     cues = self.tokenizer.encode([c for _, c, _, _ in pairs])
-    targets = text.target_tokens(self.tokenizer, [t for _, _, t, _ in pairs], self.config.target_len, 'targets')
     if self.seq2seq:
       room = self.config.seq_len - self.config.target_len
       if max(map(len, cues)) > room:
         raise ValueError(f'config.data.seq_len={self.config.seq_len}: a cue of {max(map(len, cues))} tokens does not fit '
                          f'before target_len={self.config.target_len}; raise seq_len.')
-      return cues, targets, np.array([len(b) > self.config.prompt_len for b in bodies])
+      return cues, np.array([len(b) > self.config.prompt_len for b in bodies])
     cut = self.config.prompt_len
-    return ([b[:cut - len(c)] + c for b, c in zip(bodies, cues)], targets,
+    return ([b[:cut - len(c)] + c for b, c in zip(bodies, cues)],
             np.array([len(b) + len(c) > cut for b, c in zip(bodies, cues)]))
 
   def _sources(self, pairs: list[Example]) -> dict[str, np.ndarray]:
@@ -147,7 +146,9 @@ class TextPairs(serving.RowsSource):
     (and the encoder's 'source', 'source_segment' [N, prompt_len] for encoder_decoder)."""
     if split not in self._rows:
       pairs = self._pairs(split)
-      prompts, targets, _ = self._encode(pairs)
+      prompts, _ = self._encode(pairs)
+      targets = text.target_tokens(self.tokenizer, [t for _, _, t, _ in pairs], self.config.target_len,
+                                   f'{split} targets')
       n, length = len(prompts), self.config.seq_len
       out = {k: np.zeros((n, length), np.float32 if k == 'loss_mask' else np.int32) for k in KEYS}
       for i, (s, t) in enumerate(zip(prompts, targets)):
@@ -166,7 +167,7 @@ class TextPairs(serving.RowsSource):
     'prompt' [N, P] left-padded with [PAD] and 'start' [N] (each row's first real slot), plus 'source' and
     'source_segment' [N, prompt_len] for encoder_decoder, whose prompts are the cues (P: seq_len -
     target_len; else prompt_len); 'truncated' [N]: the source was cut to fit."""
-    prompts, _, truncated = self._encode(pairs)
+    prompts, truncated = self._encode(pairs)
     width = self.config.seq_len - self.config.target_len if self.seq2seq else self.config.prompt_len
     out = {'prompt': np.full((len(prompts), width), tokenizer_lib.PAD, np.int32),
            'start': np.zeros(len(prompts), np.int32), 'truncated': truncated}
