@@ -122,6 +122,9 @@ def ct_data(size: int) -> ml_collections.ConfigDict:
   d.bank_texture_hu = ()         # (lo, hi): tissue texture of that many HU (sd) added to banked slices; () none
   d.bank_fov_range_mm = ()       # (lo, hi): each banked slice's field of view drawn from it; () all at fov_mm
   d.bank_bone_scale = ()         # (lo, hi): each banked slice's bone multiplied by a factor drawn from it; () none
+  d.bank_source = ''              # a folder of full-dose CT series: real anatomy scanned into the bank; '' none
+  d.bank_source_share = 1.0      # ... the part of the training examples cut from it (the rest: the phantom)
+  d.bank_source_slices = 32      # ... evenly spaced slices taken from each of its series
   d.cache_dir = '~/.cache/aigc_jax'  # where banks are kept, under ct_bank/<hash of what fixes them>
   # A prepared dataset: name = 'tfds:<name>' (python -m aigc_jax.prepare --output=<data_dir>).
   d.data_dir = ''

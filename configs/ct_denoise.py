@@ -15,6 +15,8 @@ targets) kept to reproduce earlier figures.
 Bank options, off by default (docs/restoration.md measures them): --config.data.bank_texture_hu='(3.0, 30.0)'
 (tissue texture), --config.data.bank_fov_range_mm='(250.0, 500.0)' (patient sizes and pixel sizes),
 --config.data.bank_bone_scale='(1.0, 2.0)' (denser bone; widen --config.data.window_hi to keep it).
+Real anatomy: --config.data.bank_source=FOLDER scans your own full-dose CT series (DICOM/NIfTI) into the bank,
+--config.data.bank_source_share=0.5 mixes them with the phantom (1.0: them only).
 
 Choose the network with --config.model.name=conv_autoencoder (then --config.model.output=linear|sigmoid, and
 --config.task.noise_conditioning=False: the noise channel is RED-CNN's).

@@ -179,3 +179,57 @@ def test_noise_conditioning_feeds_the_estimated_level_and_returns_the_image_chan
   c.model.name = 'conv_autoencoder'
   with pytest.raises(ValueError, match='red_cnn'):
     registry.build_task(c)
+
+
+def _nifti_folder(folder, slices, pixel_mm):
+  """A NIfTI volume of `slices` [N, n, n] in HU at `pixel_mm` pixels, as a user's full-dose series."""
+  import nibabel as nib  # pylint: disable=g-import-not-at-top
+  folder.mkdir()
+  vol = np.round(np.stack(slices).transpose(2, 1, 0)).astype(np.int16)
+  nib.save(nib.Nifti1Image(vol, np.diag([pixel_mm, pixel_mm, 5.0, 1.0])), str(folder / 'series.nii.gz'))
+  return str(folder)
+
+
+def test_a_folder_of_real_scans_is_banked_at_its_own_pixel_size_beside_the_phantom(tmp_path, capsys):
+  head = real_ct.load('head')
+  small = real_ct.in_circle(ndimage.zoom(head.hu, 64 / 512, order=1))  # the real head at 64², 3.8 mm pixels
+  folder = _nifti_folder(tmp_path / 'scans', [small, np.roll(small, 5, axis=1)], head.fov_mm / 64)
+  kw = dict(seed=3, size=64, patch=16, num_examples=400, num_slices=1, fov_mm=400.0, full_dose=acquisition.FULL_DOSE,
+            dose_fractions=(0.25, 0.25), lesion_prob=0.3, noise_draws=1, cache_dir=str(tmp_path / 'cache'))
+  plain = ct_bank.PhantomPatches(**kw)
+  mixed = ct_bank.PhantomPatches(source=folder, source_share=0.5, **kw)
+  assert len(mixed.sources) == 2 and plain.sources == []
+  # Half of the examples from the scans (their own stream: the phantom's examples are the ones it had before).
+  picks = [any(mixed._pick(i, np.random.default_rng([3, i, 2])) is s for s in mixed.sources) for i in range(400)]
+  assert 0.4 < np.mean(picks) < 0.6
+  i = picks.index(False)
+  np.testing.assert_array_equal(mixed[i]['hu'], plain[i]['hu'])
+  # Scanned at the series' own pixel size: the same object scanned directly, noiseless and at quarter dose.
+  obj, pixel_mm = ct_bank.source_objects(folder, 2)[0]
+  assert pixel_mm == pytest.approx(head.fov_mm / 64, rel=1e-3)
+  direct = ct_bank.scan_object(obj, pixel_mm, acquisition.FULL_DOSE, 1, np.random.default_rng(0))
+  np.testing.assert_allclose(mixed.sources[0]['reference'], direct['reference'], atol=1e-3)
+  body = real_ct.body_mask(direct['reference'])
+  banked = mixed.sources[0]['noise'][0].astype(np.float32)
+  assert banked[body].std() == pytest.approx(direct['noise'][0].astype(np.float32)[body].std(), rel=0.15)
+  # Its bank holds pixels only, keyed by them; the test slice is recognised whichever reader decoded it.
+  files = sorted(p.relative_to(tmp_path / 'cache' / 'ct_bank').as_posix() for p in (tmp_path / 'cache').rglob('*.npz'))
+  assert [f.split('/')[1] for f in files if f.startswith('source_')] == ['slice_0.npz', 'slice_1.npz']
+  with np.load(next((tmp_path / 'cache').rglob('source_*/slice_0.npz'))) as z:
+    assert sorted(z.files) == ['noise', 'reference']
+  assert real_ct.fingerprint(obj) == real_ct.fingerprint(ct_bank.source_objects(folder, 2)[0][0])
+  with pytest.raises(FileNotFoundError, match='bank_source'):
+    _ = ct_bank.PhantomPatches(source=str(tmp_path / 'nowhere'), **kw).sources
+  with pytest.raises(ValueError, match='bank_source_share'):
+    ct_bank.PhantomPatches(source=folder, source_share=0.0, **kw)
+  # A DICOM series with identifiers planted in its header: none reaches the bank's files or the log.
+  import scan_files  # pylint: disable=g-import-not-at-top
+  from test_prepare import PLANTED  # pylint: disable=g-import-not-at-top
+  scan_files.ct_series(str(tmp_path / 'dicom' / 'patient_a'), 2, PLANTED)
+  dicom = ct_bank.PhantomPatches(source=str(tmp_path / 'dicom'), **{**kw, 'cache_dir': str(tmp_path / 'c2')})
+  assert [s['reference'].shape for s in dicom.sources] == [(128, 128)] * 2 and dicom[0]['hu'].shape == (16, 16)
+  blob = b''.join(p.read_bytes() for p in (tmp_path / 'c2').rglob('*') if p.is_file()) + \
+      str(sorted((tmp_path / 'c2').rglob('*'))).encode() + capsys.readouterr().out.encode()
+  for value in list(PLANTED.values()) + ['patient_a']:
+    assert value.encode() not in blob, value
+

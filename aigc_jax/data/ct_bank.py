@@ -15,6 +15,13 @@ in the body, with input = reference + √(f_ref / f) · noise[k] for a dose frac
 counts, which holds at these doses), then one of the eight flips/rotations of the square. One model so learns
 the doses users have, blind to the level.
 
+Real anatomy (`bank_source`, a folder of full-dose CT series or NIfTI volumes, e.g. a user's own): up to
+`bank_source_slices` evenly spaced slices of each series are scanned the same way, at their own pixel size and
+the run's dose per mm² (a head is scanned as a head, at its own grid), and a `bank_source_share` of the examples
+is cut from them instead of the phantom. Their own scanner noise stays in the target, as in the Mayo
+challenge's noise insertion. Only pixels and pixel sizes are read (`imaging/scans.py`); their bank, under
+`<cache_dir>/ct_bank/source_<key>/`, is keyed by a hash of those pixels and holds no header value or path.
+
 Bank files: `<cache_dir>/ct_bank/<key>/slice_<j>.npz`, the key a hash of everything that fixes them (seed,
 slices, size, field of view, dose, lesion share, noise draws, acquisition version), so they are shared by runs and
 never stale. Delete the folder to reclaim the space (1 MB per 512² slice and 0.5 MB per noise draw).
@@ -87,13 +94,73 @@ def scan_slice(seed: int, index: int, size: int, fov_mm: float, full_dose: float
     clean = np.where(clean >= 300.0, clean * _log_uniform(seed, index, 6, bone_scale), clean)
   if texture_hu:
     clean = np.where(clean > -950.0, clean + tissue_texture(seed, index, size, fov_mm, texture_hu), clean)
+  return scan_object(clean, fov_mm / size, full_dose, noise_draws, np.random.default_rng([seed, index, 3]))
+
+
+def scan_object(clean: np.ndarray, pixel_mm: float, full_dose: float, noise_draws: int, rng) -> dict[str, np.ndarray]:
+  """A square slice in HU as the bank keeps it: the noiseless reconstruction and `noise_draws` quantum-noise
+  images at quarter dose, scanned at its own pixel size."""
+  size = clean.shape[0]
+  fov_mm = size * pixel_mm
   sino, theta = acquisition.project(clean, fov_mm=fov_mm)
   ref = acquisition.reconstruct(sino, theta, dose=0, rng=None, size=size, fov_mm=fov_mm)
-  rng = np.random.default_rng([seed, index, 3])
   dose = full_dose * acquisition.LOW_DOSE_FRACTION
   noise = np.stack([acquisition.reconstruct(sino, theta, dose=dose, rng=rng, size=size, fov_mm=fov_mm) - ref
                     for _ in range(noise_draws)])
   return {'reference': ref.astype(np.float32), 'noise': noise.astype(np.float16)}
+
+
+def source_objects(folder: str, max_per_series: int, min_side: int = 8) -> list[tuple[np.ndarray, float]]:
+  """(square slice in HU, pixel mm) of up to `max_per_series` evenly spaced slices of every CT series under
+  `folder` (`bank_source`); slices without a usable pixel size, or smaller than `min_side` (the patch), are left
+  out with a count."""
+  from aigc_jax.imaging import real_ct  # pylint: disable=g-import-not-at-top
+  from aigc_jax.imaging import scans  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(os.path.expanduser(folder)):
+    raise FileNotFoundError(f'config.data.bank_source={folder!r} is not a folder: point it at a folder of full-dose '
+                            "CT series (DICOM or NIfTI), or set it to '' to train on the phantom.")
+  try:
+    found = scans.spaced_slices(os.path.expanduser(folder), max_per_series)
+  except ValueError as e:
+    raise ValueError(f'config.data.bank_source={folder!r}: {e}') from None
+  out, left = [], {}
+  for _, hu, spacing in found:
+    try:
+      if max(hu.shape) < min_side:
+        raise ValueError(f'smaller than the {min_side}² patch')
+      out.append(real_ct.as_object(hu, spacing))
+    except ValueError as e:
+      left[str(e)] = left.get(str(e), 0) + 1
+  if left:
+    print(f'ct_bank: {sum(left.values())} slices of bank_source left out: ' +
+          '; '.join(f'{n} × {why}' for why, n in left.items()), flush=True)
+  if not out:
+    raise ValueError(f'config.data.bank_source={folder!r}: none of its {len(found)} slices can be scanned (above).')
+  return out
+
+
+def source_key(objects, full_dose: float, noise_draws: int) -> str:
+  from aigc_jax.imaging import real_ct  # pylint: disable=g-import-not-at-top
+  spec = dict(pixels=[real_ct.fingerprint(hu) for hu, _ in objects], pixel_mm=[round(p, 6) for _, p in objects],
+              full_dose=float(full_dose), reference_fraction=acquisition.LOW_DOSE_FRACTION, draws=noise_draws,
+              version=VERSION)
+  return 'source_' + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _save(folder, name, out):
+  fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp.npz')
+  os.close(fd)
+  np.savez(tmp, **out)
+  os.replace(tmp, os.path.join(folder, name))  # atomic: a crash never leaves half a slice that a later run trusts
+
+
+def _build_sources(folder, indices, params):
+  objects = source_objects(params['source'], params['source_slices'], params['patch'])
+  for j in indices:
+    if not os.path.exists(os.path.join(folder, f'slice_{j}.npz')):
+      hu, pixel_mm = objects[j]
+      _save(folder, f'slice_{j}.npz', scan_object(hu, pixel_mm, params['full_dose'], params['noise_draws'],
+                                                  np.random.default_rng([params['seed'], j, 8])))
 
 
 def _build_part(folder, indices, params):
@@ -101,29 +168,28 @@ def _build_part(folder, indices, params):
     path = os.path.join(folder, f'slice_{j}.npz')
     if os.path.exists(path):
       continue
-    out = scan_slice(params['seed'], j, params['size'], params['fov_mm'], params['full_dose'],
-                     params['lesion_prob'], params['noise_draws'], params.get('texture_hu', ()),
-                     params.get('fov_range_mm', ()), params.get('bone_scale', ()))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp.npz')
-    os.close(fd)
-    np.savez(tmp, **out)
-    os.replace(tmp, path)  # atomic: a crash never leaves half a slice that a later run would trust
+    _save(folder, f'slice_{j}.npz', scan_slice(
+        params['seed'], j, params['size'], params['fov_mm'], params['full_dose'], params['lesion_prob'],
+        params['noise_draws'], params.get('texture_hu', ()), params.get('fov_range_mm', ()),
+        params.get('bone_scale', ())))
 
 
-def build(folder: str, num_slices: int, params: dict, workers: int) -> None:
-  """Scans the slices missing from `folder`, in `workers` fresh Python processes (no JAX in them)."""
+def build(folder: str, num_slices: int, params: dict, workers: int, part: str = '_build_part') -> None:
+  """Scans the slices missing from `folder`, in `workers` fresh Python processes (no JAX in them); `part` is
+  `_build_sources` for the slices of `params['source']`."""
   os.makedirs(folder, exist_ok=True)
   missing = [j for j in range(num_slices) if not os.path.exists(os.path.join(folder, f'slice_{j}.npz'))]
   if not missing:
     return
-  print(f'ct_bank: scanning {len(missing)} phantom slices at {params["size"]}² into {folder} '
+  what = 'bank_source' if part == '_build_sources' else f'phantom slices at {params["size"]}²'
+  print(f'ct_bank: scanning {len(missing)} {what} into {folder} '
         f'({workers} processes, about {6 * (params["size"] / 512) ** 2.5 * len(missing) / workers:.0f} s)',
         flush=True)
   procs = []
   for w in range(max(workers, 1)):
-    part = missing[w::max(workers, 1)]
-    if part:
-      code = (f'from aigc_jax.data import ct_bank; ct_bank._build_part({folder!r}, {part!r}, {params!r})')
+    chunk = missing[w::max(workers, 1)]
+    if chunk:
+      code = f'from aigc_jax.data import ct_bank; ct_bank.{part}({folder!r}, {chunk!r}, {params!r})'
       procs.append(subprocess.Popen([sys.executable, '-c', code]))
   failed = [p.wait() for p in procs]
   if any(failed):
@@ -138,12 +204,20 @@ def _optional_range(name: str, value, unit: str, empty: str) -> tuple[float, ...
   return value
 
 
+def _load(path: str) -> dict[str, np.ndarray]:
+  with np.load(path) as z:
+    ref = z['reference']
+    body = np.argwhere(ref > -500.0)  # patch centres: inside the body, where the noise and anatomy are
+    return {'reference': ref, 'noise': z['noise'], 'body': body}
+
+
 class PhantomPatches:
   """Random-access source of (low-dose, noiseless) patch pairs at clinical scale (module docstring)."""
 
   def __init__(self, *, seed: int, size: int, patch: int, num_examples: int, num_slices: int, fov_mm: float,
                full_dose: float, dose_fractions, lesion_prob: float, noise_draws: int, cache_dir: str,
-               workers: int = 2, texture_hu=(), fov_range_mm=(), bone_scale=()):
+               workers: int = 2, texture_hu=(), fov_range_mm=(), bone_scale=(), source: str = '',
+               source_share: float = 1.0, source_slices: int = 32):
     lo, hi = (tuple(dose_fractions) * 2)[:2]
     texture_hu = _optional_range('bank_texture_hu', texture_hu, 'HU', "the phantom's uniform tissues")
     fov_range_mm = _optional_range('bank_fov_range_mm', fov_range_mm, 'mm', 'every slice at data.fov_mm')
@@ -153,6 +227,10 @@ class PhantomPatches:
                        f'dose, less noise), patch_size={patch} '
                        f'(8..image_size {size}), bank_slices={num_slices} and bank_noise_draws={noise_draws} '
                        '(>= 1) are needed.')
+    if source and not (0.0 < source_share <= 1.0 and source_slices >= 1):
+      raise ValueError(f'ct_bank: bank_source_share={source_share} (0 < share <= 1: the part of the examples cut '
+                       f'from bank_source) and bank_source_slices={source_slices} (>= 1 per series) are needed.')
+    self.source, self.source_share, self.source_slices = source, float(source_share), int(source_slices)
     self.seed, self.size, self.patch, self.num_examples = seed, size, patch, num_examples
     self.fractions = (float(lo), float(hi))
     self.params = dict(seed=seed, size=size, fov_mm=float(fov_mm), full_dose=float(full_dose),
@@ -162,7 +240,8 @@ class PhantomPatches:
                    bone_scale)
     self.folder = os.path.join(os.path.expanduser(cache_dir), 'ct_bank', key)
     self.num_slices, self.workers = num_slices, workers
-    self._bank = None
+    self._bank = self._sources = None
+    self._source_folder, self._num_sources = None, 0  # found once (it reads bank_source) and kept for the grain workers
 
   def __len__(self) -> int:
     return self.num_examples
@@ -171,24 +250,49 @@ class PhantomPatches:
   def bank(self) -> list[dict[str, np.ndarray]]:
     if self._bank is None:
       build(self.folder, self.num_slices, self.params, self.workers)
-      self._bank = []
-      for j in range(self.num_slices):
-        with np.load(os.path.join(self.folder, f'slice_{j}.npz')) as z:
-          ref = z['reference']
-          body = np.argwhere(ref > -500.0)  # patch centres: inside the body, where the noise and anatomy are
-          self._bank.append({'reference': ref, 'noise': z['noise'], 'body': body})
+      self._bank = [_load(os.path.join(self.folder, f'slice_{j}.npz')) for j in range(self.num_slices)]
     return self._bank
 
+  @property
+  def source_folder(self) -> str:
+    if self._source_folder is None:
+      objects = source_objects(self.source, self.source_slices, self.patch)
+      key = source_key(objects, self.params['full_dose'], self.params['noise_draws'])
+      self._source_folder = os.path.join(os.path.dirname(self.folder), key)
+      self._num_sources = len(objects)
+    return self._source_folder
+
+  @property
+  def sources(self) -> list[dict[str, np.ndarray]]:
+    """The banked slices of `bank_source` (module docstring); [] without one."""
+    if self._sources is None:
+      if not self.source:
+        self._sources = []
+      else:
+        folder = self.source_folder
+        params = dict(self.params, source=self.source, source_slices=self.source_slices, patch=self.patch, size=512)
+        build(folder, self._num_sources, params, self.workers, part='_build_sources')
+        self._sources = [_load(os.path.join(folder, f'slice_{j}.npz')) for j in range(self._num_sources)]
+    return self._sources
+
   def __getstate__(self):  # grain workers load the bank themselves from the cache
-    return {**self.__dict__, '_bank': None}
+    return {**self.__dict__, '_bank': None, '_sources': None}
+
+  def _pick(self, index: int, rng) -> dict[str, np.ndarray]:
+    # The choice of a source slice has its own stream, so that without bank_source the examples are the same
+    # as before it existed.
+    if self.source and (self.source_share >= 1.0 or
+                        np.random.default_rng([self.seed, index, 7]).random() < self.source_share):
+      return self.sources[int(rng.integers(len(self.sources)))]
+    return self.bank[int(rng.integers(self.num_slices))]
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng([self.seed, int(index), 2])
-    s = self.bank[int(rng.integers(self.num_slices))]
+    s = self._pick(int(index), rng)
     k = int(rng.integers(len(s['noise'])))
     lo, hi = self.fractions
     f = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-    p, n = self.patch, self.size
+    p, n = self.patch, s['reference'].shape[0]
     cy, cx = s['body'][rng.integers(len(s['body']))] if len(s['body']) else (n // 2, n // 2)
     top, left = int(np.clip(cy - p // 2, 0, n - p)), int(np.clip(cx - p // 2, 0, n - p))
     ref = s['reference'][top:top + p, left:left + p]

@@ -54,7 +54,10 @@ def patch_source(config: ml_collections.ConfigDict, *, held_out: bool = False, n
       fov_mm=fov_mm, full_dose=full_dose, dose_fractions=tuple(config.dose_fractions) or (fraction,),
       lesion_prob=config.lesion_prob, noise_draws=config.bank_noise_draws, cache_dir=config.cache_dir,
       workers=config.bank_workers, texture_hu=tuple(config.get('bank_texture_hu', ())),
-      fov_range_mm=tuple(config.get('bank_fov_range_mm', ())), bone_scale=tuple(config.get('bank_bone_scale', ())))
+      fov_range_mm=tuple(config.get('bank_fov_range_mm', ())), bone_scale=tuple(config.get('bank_bone_scale', ())),
+      # Real anatomy trains only: the held-out bank the evaluators read stays the phantom's.
+      source='' if held_out else config.get('bank_source', ''), source_share=config.get('bank_source_share', 1.0),
+      source_slices=config.get('bank_source_slices', 32))
 
 
 def served_size(config: ml_collections.ConfigDict) -> int:
