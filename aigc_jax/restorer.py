@@ -70,7 +70,13 @@ class Denoiser:
                      'doses the model was trained at: check the result')
     return index, ''
 
-  def __call__(self, hu: np.ndarray, batch: int = 8) -> np.ndarray:
+  def __call__(self, hu: np.ndarray, batch: int = 8, dihedral: bool = False) -> np.ndarray:
+    """Restored HU of slices [N, H, W]; with `dihedral`, the mean of the model over the eight flips and quarter
+    turns of each slice, each turned back (8× the time: a network's errors differ between orientations, its
+    estimate of the image does not)."""
+    if dihedral:
+      return np.mean([_turn(self(np.ascontiguousarray(_turn(hu, t)), batch), t, undo=True)
+                      for t in range(DIHEDRAL)], axis=0).astype(np.float32)
     lo, hi = self.config.data.window_lo, self.config.data.window_hi
     n, h, w = hu.shape
     m = self._multiple  # strided encoders need sides divisible by their total stride: pad, then crop
@@ -81,3 +87,14 @@ class Denoiser:
     correction = (out[:, :h, :w, 0] - x) * (hi - lo) / 2.0
     inside = (hu > lo) & (hu < hi)
     return np.where(inside, hu + correction, hu).astype(np.float32)
+
+
+DIHEDRAL = 8
+
+
+def _turn(x: np.ndarray, t: int, undo: bool = False) -> np.ndarray:
+  """The t-th of the eight flips/quarter turns of slices [N, H, W] (t ≥ 4 mirrored), or its inverse."""
+  if undo:
+    x = np.rot90(x, -(t % 4), axes=(1, 2))
+    return x[:, :, ::-1] if t >= 4 else x
+  return np.rot90(x[:, :, ::-1] if t >= 4 else x, t % 4, axes=(1, 2))

@@ -233,3 +233,19 @@ def test_a_folder_of_real_scans_is_banked_at_its_own_pixel_size_beside_the_phant
   for value in list(PLANTED.values()) + ['patient_a']:
     assert value.encode() not in blob, value
 
+
+def test_the_error_split_tells_anatomy_changed_from_noise_left():
+  import types  # pylint: disable=g-import-not-at-top
+  from aigc_jax import compare_denoisers  # pylint: disable=g-import-not-at-top
+  ref = np.full((64, 64), 40.0, np.float32)
+  ref[20:40, 20:40] = 700.0  # bone
+  s = types.SimpleNamespace(reference=ref, body=np.ones_like(ref, bool))
+  rng = np.random.default_rng(0)
+  shifted = np.stack([ref + 5.0] * 6)                                       # anatomy changed, no noise
+  noisy = np.stack([ref + rng.normal(0, 3.0, ref.shape) for _ in range(6)])  # noise left, anatomy kept
+  a, b = compare_denoisers.error_split(shifted, s), compare_denoisers.error_split(noisy, s)
+  for tissue in ('soft', 'bone'):
+    assert a[tissue]['changed'] == pytest.approx(5.0) and a[tissue]['noise'] == 0.0
+    assert b[tissue]['changed'] < 0.3 and b[tissue]['noise'] == pytest.approx(3.0, rel=0.05)
+  ref[20:40, 20:40] = 40.0
+  assert compare_denoisers.error_split(shifted, s)['bone'] == {'changed': None, 'noise': None}  # no bone there

@@ -14,6 +14,7 @@ from aigc_jax import evaluate
 from aigc_jax import models
 from aigc_jax import experiment
 from aigc_jax import registry
+from aigc_jax import restorer
 from aigc_jax.imaging import acquisition
 from configs import ct_denoise
 
@@ -123,6 +124,18 @@ def test_denoise_applies_a_trained_run_to_dicom_and_nifti_keeping_geometry_and_n
   # LPS voxels are already the radiological view (columns toward the left, rows posterior): the model's
   # output on those slices, in the file's own voxel order.
   np.testing.assert_allclose(vol.get_fdata().transpose(2, 1, 0), d(np.round(hu).astype(np.float32)), atol=1.0)
+  # --dihedral: the mean over the eight flips/quarter turns, each turned back (also on 24 × 20, not square).
+  x = np.round(hu).astype(np.float32)
+  for t in range(8):
+    np.testing.assert_array_equal(restorer._turn(restorer._turn(x, t), t, undo=True), x)
+  assert len({restorer._turn(x, t).tobytes() for t in range(8)}) == 8
+  report = denoise.denoise(str(run), str(tmp_path / 'scans'), str(tmp_path / 'out8'), dihedral=True)
+  x8 = nib.load(str(tmp_path / 'out8' / f'volume_{1 - n_dicom}.nii.gz')).get_fdata().transpose(2, 1, 0)
+  np.testing.assert_allclose(x8, d(x, dihedral=True), atol=1.0)
+  np.testing.assert_allclose(d(x, dihedral=True), np.mean([d(x[:, ::-1, ::-1])[:, ::-1, ::-1]] * 1 + [
+      restorer._turn(d(np.ascontiguousarray(restorer._turn(x, t))), t, undo=True) for t in range(8) if t != 2],
+      axis=0), atol=1e-3)  # turn 2 (half a turn) is flipping both axes
+  assert report['dihedral_average'] and np.abs(x8 - vol.get_fdata().transpose(2, 1, 0)).max() > 0.5
 
   with pytest.raises(ValueError, match='restoration'):
     diffusion_run = tmp_path / 'not_a_denoiser'
@@ -165,6 +178,8 @@ def test_compare_denoisers_scores_model_and_peers_on_phantom_and_real_ct(denoise
     assert s['input']['gain_db'] == 0.0 and s['input_noise_hu'] > 0
     soft = [v['soft'] for v in s['tv']['tissue_rmse_hu_per_slice'].values()]
     assert None not in soft and min(soft) > 0  # every slice has soft tissue; bone may be None (none there)
+    split = [v['soft'] for v in s['input']['tissue_error_split_hu_per_slice'].values()]
+    assert all(v['noise'] > 2 * v['changed'] for v in split)  # the input: all noise, its anatomy unchanged
   assert r['sets']['phantom']['tv']['rmse_hu']['mean'] != r['sets']['phantom']['input']['rmse_hu']['mean']
   for m in ('tv', 'bm3d'):  # each peer's strength: the best on the validation slice (not on the test ones)
     assert r['tuning_rmse_hu'][m][r['alpha'][m]] == min(r['tuning_rmse_hu'][m].values())
@@ -173,6 +188,36 @@ def test_compare_denoisers_scores_model_and_peers_on_phantom_and_real_ct(denoise
   compare_denoisers.print_report(r)
   table = capsys.readouterr().out
   assert '| model |' in table and '| bm3d |' in table and 'MTF50' in table and 'in soft tissue' in table
+  assert 'anatomy changed' in table
   with pytest.raises(ValueError, match='unknown classical denoiser'):
     compare_denoisers.compare(str(denoise_run), methods=['wiener'], seeds=1, dose_fraction=0.25, validation=1,
                               test=1, real=['none'])
+
+
+def test_compare_denoisers_scores_a_users_series_and_leaves_out_what_the_run_trained_on(denoise_run, tmp_path,
+                                                                                        monkeypatch):
+  import nibabel as nib  # pylint: disable=g-import-not-at-top
+  from aigc_jax import compare_denoisers  # pylint: disable=g-import-not-at-top
+  from aigc_jax.imaging import real_ct  # pylint: disable=g-import-not-at-top
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  abdomen = real_ct.load('abdomen')
+  small = real_ct.in_circle(ndimage.zoom(abdomen.hu, 64 / 512, order=1))
+  (tmp_path / 'mine').mkdir()
+  vol = np.round(np.stack([small, small[::-1]]).transpose(2, 1, 0)).astype(np.int16)
+  nib.save(nib.Nifti1Image(vol, np.diag([6.9, 6.9, 5.0, 1.0])), str(tmp_path / 'mine' / 'ct.nii.gz'))
+  kw = dict(methods=[], seeds=1, dose_fraction=0.25, validation=1, test=1, real=['none'],
+            real_dir=str(tmp_path / 'mine'), real_dir_slices=4, dihedral=True)
+  r = compare_denoisers.compare(str(denoise_run), **kw)
+  assert r['sets']['user']['slices'] == ['series_0_slice_0 (64², 6.90 mm)', 'series_0_slice_1 (64², 6.90 mm)']
+  assert r['sets']['user']['model']['rmse_hu']['mean'] > 0 and r['left_out_trained_on'] == []
+  assert r['sets']['user']['model_x8']['rmse_hu']['mean'] != r['sets']['user']['model']['rmse_hu']['mean']
+  # A run whose bank_source held a test slice: that slice is left out and named, whichever folder it came from.
+  seen = compare_denoisers.trained_on(ml_collections.ConfigDict(dict(
+      bank_source=str(tmp_path / 'mine'), bank_source_slices=1, patch_size=16)))
+  assert len(seen) == 1
+  monkeypatch.setattr(compare_denoisers, 'trained_on', lambda d: seen)
+  r = compare_denoisers.compare(str(denoise_run), **kw)
+  assert r['left_out_trained_on'] == ['series_0_slice_0']
+  assert r['sets']['user']['slices'] == ['series_0_slice_1 (64², 6.90 mm)']
+  with pytest.raises(FileNotFoundError, match='nowhere'):
+    compare_denoisers.compare(str(denoise_run), **{**kw, 'real_dir': str(tmp_path / 'nowhere')})
