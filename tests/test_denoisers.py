@@ -218,6 +218,8 @@ def test_a_folder_of_real_scans_is_banked_at_its_own_pixel_size_beside_the_phant
   with np.load(next((tmp_path / 'cache').rglob('source_*/slice_0.npz'))) as z:
     assert sorted(z.files) == ['noise', 'reference']
   assert real_ct.fingerprint(obj) == real_ct.fingerprint(ct_bank.source_objects(folder, 2)[0][0])
+  other_seed = ct_bank.PhantomPatches(source=folder, source_share=0.5, **{**kw, 'seed': 4})
+  assert other_seed.source_folder != mixed.source_folder  # its own noise draws, not the first run's
   with pytest.raises(FileNotFoundError, match='bank_source'):
     _ = ct_bank.PhantomPatches(source=str(tmp_path / 'nowhere'), **kw).sources
   with pytest.raises(ValueError, match='bank_source_share'):

@@ -139,9 +139,10 @@ def source_objects(folder: str, max_per_series: int, min_side: int = 8) -> list[
   return out
 
 
-def source_key(objects, full_dose: float, noise_draws: int) -> str:
+def source_key(objects, seed: int, full_dose: float, noise_draws: int) -> str:
+  """The bank folder of `bank_source`'s slices: everything that fixes them (the seed draws their noise)."""
   from aigc_jax.imaging import real_ct  # pylint: disable=g-import-not-at-top
-  spec = dict(pixels=[real_ct.fingerprint(hu) for hu, _ in objects], pixel_mm=[round(p, 6) for _, p in objects],
+  spec = dict(seed=seed, pixels=[real_ct.fingerprint(hu) for hu, _ in objects], pixel_mm=[round(p, 6) for _, p in objects],
               full_dose=float(full_dose), reference_fraction=acquisition.LOW_DOSE_FRACTION, draws=noise_draws,
               version=VERSION)
   return 'source_' + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
@@ -257,7 +258,7 @@ class PhantomPatches:
   def source_folder(self) -> str:
     if self._source_folder is None:
       objects = source_objects(self.source, self.source_slices, self.patch)
-      key = source_key(objects, self.params['full_dose'], self.params['noise_draws'])
+      key = source_key(objects, self.seed, self.params['full_dose'], self.params['noise_draws'])
       self._source_folder = os.path.join(os.path.dirname(self.folder), key)
       self._num_sources = len(objects)
     return self._source_folder
