@@ -20,7 +20,8 @@ Real anatomy (`bank_source`, a folder of full-dose CT series or NIfTI volumes, e
 the run's dose per mm² (a head is scanned as a head, at its own grid), and a `bank_source_share` of the examples
 is cut from them instead of the phantom. Their own scanner noise stays in the target, as in the Mayo
 challenge's noise insertion. Only pixels and pixel sizes are read (`imaging/scans.py`); their bank, under
-`<cache_dir>/ct_bank/source_<key>/`, is keyed by a hash of those pixels (and the seed and dose) and holds no header value or path.
+`<cache_dir>/ct_bank/source_<key>/`, is keyed by a hash of those pixels (and the seed and dose) and holds no
+header value or path.
 
 Bank files: `<cache_dir>/ct_bank/<key>/slice_<j>.npz`, the key a hash of everything that fixes them (seed,
 slices, size, field of view, dose, lesion share, noise draws, acquisition version), so they are shared by runs and
