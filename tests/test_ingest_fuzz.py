@@ -232,7 +232,7 @@ def test_denoise_skips_reports_and_goes_on_as_prepare_does(tmp_path, monkeypatch
     def __init__(self, workdir):
       del workdir
 
-    def __call__(self, hu, batch=8):
+    def __call__(self, hu, batch=8, dihedral=False):
       return hu
 
   monkeypatch.setattr(denoise, 'Denoiser', Identity)
