@@ -13,6 +13,7 @@ from aigc_jax.data import pipeline
 from aigc_jax.imaging import acquisition
 from aigc_jax.imaging import denoisers
 from aigc_jax.imaging import export
+from aigc_jax.imaging import geometry
 from aigc_jax.imaging import real_ct
 
 
@@ -75,8 +76,8 @@ class Denoiser:
     turns of each slice, each turned back (8× the time: a network's errors differ between orientations, its
     estimate of the image does not)."""
     if dihedral:
-      return np.mean([_turn(self(np.ascontiguousarray(_turn(hu, t)), batch), t, undo=True)
-                      for t in range(DIHEDRAL)], axis=0).astype(np.float32)
+      return np.mean([geometry.dihedral(self(np.ascontiguousarray(geometry.dihedral(hu, t)), batch), t, undo=True)
+                      for t in range(geometry.DIHEDRAL)], axis=0).astype(np.float32)
     lo, hi = self.config.data.window_lo, self.config.data.window_hi
     n, h, w = hu.shape
     m = self._multiple  # strided encoders need sides divisible by their total stride: pad, then crop
@@ -87,14 +88,3 @@ class Denoiser:
     correction = (out[:, :h, :w, 0] - x) * (hi - lo) / 2.0
     inside = (hu > lo) & (hu < hi)
     return np.where(inside, hu + correction, hu).astype(np.float32)
-
-
-DIHEDRAL = 8
-
-
-def _turn(x: np.ndarray, t: int, undo: bool = False) -> np.ndarray:
-  """The t-th of the eight flips/quarter turns of slices [N, H, W] (t ≥ 4 mirrored), or its inverse."""
-  if undo:
-    x = np.rot90(x, -(t % 4), axes=(1, 2))
-    return x[:, :, ::-1] if t >= 4 else x
-  return np.rot90(x[:, :, ::-1] if t >= 4 else x, t % 4, axes=(1, 2))

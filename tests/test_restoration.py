@@ -14,8 +14,8 @@ from aigc_jax import evaluate
 from aigc_jax import models
 from aigc_jax import experiment
 from aigc_jax import registry
-from aigc_jax import restorer
 from aigc_jax.imaging import acquisition
+from aigc_jax.imaging import geometry
 from configs import ct_denoise
 
 
@@ -127,13 +127,13 @@ def test_denoise_applies_a_trained_run_to_dicom_and_nifti_keeping_geometry_and_n
   # --dihedral: the mean over the eight flips/quarter turns, each turned back (also on 24 × 20, not square).
   x = np.round(hu).astype(np.float32)
   for t in range(8):
-    np.testing.assert_array_equal(restorer._turn(restorer._turn(x, t), t, undo=True), x)
-  assert len({restorer._turn(x, t).tobytes() for t in range(8)}) == 8
+    np.testing.assert_array_equal(geometry.dihedral(geometry.dihedral(x, t), t, undo=True), x)
+  assert len({geometry.dihedral(x, t).tobytes() for t in range(8)}) == 8
   report = denoise.denoise(str(run), str(tmp_path / 'scans'), str(tmp_path / 'out8'), dihedral=True)
   x8 = nib.load(str(tmp_path / 'out8' / f'volume_{1 - n_dicom}.nii.gz')).get_fdata().transpose(2, 1, 0)
   np.testing.assert_allclose(x8, d(x, dihedral=True), atol=1.0)
   np.testing.assert_allclose(d(x, dihedral=True), np.mean([d(x[:, ::-1, ::-1])[:, ::-1, ::-1]] * 1 + [
-      restorer._turn(d(np.ascontiguousarray(restorer._turn(x, t))), t, undo=True) for t in range(8) if t != 2],
+      geometry.dihedral(d(np.ascontiguousarray(geometry.dihedral(x, t))), t, undo=True) for t in range(8) if t != 2],
       axis=0), atol=1e-3)  # turn 2 (half a turn) is flipping both axes
   assert report['dihedral_average'] and np.abs(x8 - vol.get_fdata().transpose(2, 1, 0)).max() > 0.5
 

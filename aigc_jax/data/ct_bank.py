@@ -40,9 +40,9 @@ from scipy import ndimage
 
 from aigc_jax.data import phantom
 from aigc_jax.imaging import acquisition
+from aigc_jax.imaging import geometry
 
 VERSION = 1  # bump when the acquisition model or the bank's layout changes: the key changes with it
-DIHEDRAL = 8
 
 
 def bank_key(seed, num_slices, size, fov_mm, full_dose, lesion_prob, noise_draws, texture_hu=(),
@@ -299,6 +299,6 @@ class PhantomPatches:
     top, left = int(np.clip(cy - p // 2, 0, n - p)), int(np.clip(cx - p // 2, 0, n - p))
     ref = s['reference'][top:top + p, left:left + p]
     low = ref + np.sqrt(acquisition.LOW_DOSE_FRACTION / f) * s['noise'][k, top:top + p, left:left + p]
-    t = int(rng.integers(DIHEDRAL))
-    turn = lambda x: np.ascontiguousarray(np.rot90(x[:, ::-1] if t >= 4 else x, t % 4)).astype(np.float32)
+    t = int(rng.integers(geometry.DIHEDRAL))
+    turn = lambda x: np.ascontiguousarray(geometry.dihedral(x, t)).astype(np.float32)
     return {'hu': turn(ref), 'hu_low': turn(low), 'dose_fraction': np.float32(f)}

@@ -4,6 +4,18 @@ import numpy as np
 from skimage import transform
 
 
+DIHEDRAL = 8  # the flips and quarter turns of a square
+
+
+def dihedral(x: np.ndarray, t: int, undo: bool = False) -> np.ndarray:
+  """The t-th of the eight flips/quarter turns of images [..., H, W] (t ≥ 4 mirrored left-right), or with
+  `undo` its inverse: augmentation (the CT bank) and the test-time average (`restorer`) share it."""
+  if undo:
+    x = np.rot90(x, -(t % 4), axes=(-2, -1))
+    return x[..., ::-1] if t >= 4 else x
+  return np.rot90(x[..., ::-1] if t >= 4 else x, t % 4, axes=(-2, -1))
+
+
 class NoSpacing(ValueError):
   """The header gave no spacing, so a resampling in mm is impossible."""
 

@@ -85,10 +85,10 @@ def load(name: str) -> RealSlice:
   if pixels.ndim == 3:
     pixels = pixels[frame]
   slope, intercept, spacing = _rescale_and_spacing(ds, frame)
-  hu = np.clip(pixels * slope + intercept, -1000.0, 3000.0)  # padding (−3024, −2000) is air to the scanner
+  hu = pixels * slope + intercept  # as_object clips: padding (−3024, −2000) is air to the scanner
   if float(spacing[0]) != float(spacing[1]) or hu.shape[0] != hu.shape[1]:
     raise ValueError(f'{file}: {hu.shape} with spacing {list(spacing)}; a square grid of square pixels is needed.')
-  return RealSlice(name, in_circle(hu), float(spacing[0]))
+  return RealSlice(name, *as_object(hu, spacing))
 
 
 def in_circle(hu: np.ndarray) -> np.ndarray:
