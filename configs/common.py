@@ -125,6 +125,8 @@ def ct_data(size: int) -> ml_collections.ConfigDict:
   d.bank_source = ''              # a folder of full-dose CT series: real anatomy scanned into the bank; '' none
   d.bank_source_share = 1.0      # ... the part of the training examples cut from it (the rest: the phantom)
   d.bank_source_slices = 32      # ... evenly spaced slices taken from each of its series
+  d.bank_photo_share = 0.0       # part of the training examples cut from photographs scanned as objects (data/photos.py)
+  d.bank_photo_spans_hu = (150.0, 1000.0)  # ... each photograph stretched to these HU spans, one object each
   d.cache_dir = '~/.cache/aigc_jax'  # where banks are kept, under ct_bank/<hash of what fixes them>
   # A prepared dataset: name = 'tfds:<name>' (python -m aigc_jax.prepare --output=<data_dir>).
   d.data_dir = ''

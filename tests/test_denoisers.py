@@ -236,6 +236,38 @@ def test_a_folder_of_real_scans_is_banked_at_its_own_pixel_size_beside_the_phant
     assert value.encode() not in blob, value
 
 
+def test_photographs_are_banked_as_objects_beside_the_phantom(tmp_path):
+  from aigc_jax.data import photos  # pylint: disable=g-import-not-at-top
+  objs = photos.objects((150.0, 1000.0), size=32)
+  assert len(objs) == 2 * len(photos.NAMES)
+  for (narrow, px), (wide, px2) in zip(objs[0::2], objs[1::2]):
+    assert narrow.shape[0] == narrow.shape[1] <= 32 and px == px2 and 0.5 <= px <= 0.9
+    inside = real_ct.in_circle(np.zeros_like(narrow)) == 0  # the object; air outside its circle
+    assert (narrow[~inside] == -1000).all() and narrow[inside].std() > 1.0
+    np.testing.assert_allclose(wide[inside] - 40.0, (narrow[inside] - 40.0) * 1000 / 150, rtol=1e-4, atol=1e-2)
+  assert {px for _, px in objs} >= {0.5, 0.9}  # small quiet objects and large ones
+  kw = dict(seed=3, size=32, patch=16, num_examples=200, num_slices=1, fov_mm=400.0, full_dose=acquisition.FULL_DOSE,
+            dose_fractions=(0.25, 0.25), lesion_prob=0.3, noise_draws=1, cache_dir=str(tmp_path / 'cache'))
+  plain = ct_bank.PhantomPatches(**kw)
+  mixed = ct_bank.PhantomPatches(photo_share=0.5, **kw)
+  assert len(mixed.photos) == len(objs) and plain.photos == []
+  picks = [any(mixed._pick(i, np.random.default_rng([3, i, 2])) is s for s in mixed.photos) for i in range(200)]
+  assert 0.35 < np.mean(picks) < 0.65
+  i = picks.index(False)
+  np.testing.assert_array_equal(mixed[i]['hu'], plain[i]['hu'])  # the phantom's examples are the ones it had
+  j = picks.index(True)
+  assert mixed[j]['hu'].shape == (16, 16) and mixed[j]['hu'].std() > 5.0
+  np.testing.assert_allclose(mixed.photos[0]['reference'], ct_bank.scan_object(
+      objs[0][0], objs[0][1], acquisition.FULL_DOSE, 1, np.random.default_rng(0))['reference'], atol=1e-3)
+  assert [p.name for p in (tmp_path / 'cache' / 'ct_bank').iterdir() if p.name.startswith('photos_')]
+  with pytest.raises(ValueError, match='bank_photo_share'):
+    ct_bank.PhantomPatches(photo_share=1.5, **kw)
+  with pytest.raises(ValueError, match='bank_photo_spans_hu'):
+    photos.objects((0.0,), size=32)
+  with pytest.raises(FileNotFoundError, match='astronaut.png.*bank_photo_share=0'):
+    photos.objects(folder=str(tmp_path))
+
+
 def test_the_error_split_tells_anatomy_changed_from_noise_left():
   import types  # pylint: disable=g-import-not-at-top
   from aigc_jax import compare_denoisers  # pylint: disable=g-import-not-at-top

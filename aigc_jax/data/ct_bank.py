@@ -23,6 +23,11 @@ challenge's noise insertion. Only pixels and pixel sizes are read (`imaging/scan
 `<cache_dir>/ct_bank/source_<key>/`, is keyed by a hash of those pixels (and the seed and dose) and holds no
 header value or path.
 
+Photographs (`photo_share`, `data/photos.py`): scikit-image's sample photographs scanned as objects, a
+`photo_share` of the examples (drawn before `bank_source`'s share, on their own stream), banked under
+`<cache_dir>/ct_bank/photos_<key>/`: structure at every scale and contrast, so the model meets more than the
+phantom's uniform tissues.
+
 Bank files: `<cache_dir>/ct_bank/<key>/slice_<j>.npz`, the key a hash of everything that fixes them (seed,
 slices, size, field of view, dose, lesion share, noise draws, acquisition version), so they are shared by runs and
 never stale. Delete the folder to reclaim the space (1 MB per 512² slice and 0.5 MB per noise draw).
@@ -140,13 +145,14 @@ def source_objects(folder: str, max_per_series: int, min_side: int = 8) -> list[
   return out
 
 
-def source_key(objects, seed: int, full_dose: float, noise_draws: int) -> str:
-  """The bank folder of `bank_source`'s slices: everything that fixes them (the seed draws their noise)."""
+def source_key(objects, seed: int, full_dose: float, noise_draws: int, kind: str = 'source') -> str:
+  """The bank folder of `bank_source`'s slices (or the photographs', `kind`): everything that fixes them (the
+  seed draws their noise)."""
   from aigc_jax.imaging import real_ct  # pylint: disable=g-import-not-at-top
   spec = dict(seed=seed, pixels=[real_ct.fingerprint(hu) for hu, _ in objects], pixel_mm=[round(p, 6) for _, p in objects],
               full_dose=float(full_dose), reference_fraction=acquisition.LOW_DOSE_FRACTION, draws=noise_draws,
               version=VERSION)
-  return 'source_' + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+  return f'{kind}_' + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _save(folder, name, out):
@@ -156,8 +162,16 @@ def _save(folder, name, out):
   os.replace(tmp, os.path.join(folder, name))  # atomic: a crash never leaves half a slice that a later run trusts
 
 
+def _objects(params) -> list[tuple[np.ndarray, float]]:
+  """The objects a kind of source bank scans: the photographs, or the slices of `bank_source`."""
+  if params.get('kind') == 'photos':
+    from aigc_jax.data import photos  # pylint: disable=g-import-not-at-top
+    return photos.objects(params['photo_spans_hu'], params['size'])
+  return source_objects(params['source'], params['source_slices'], params['patch'])
+
+
 def _build_sources(folder, indices, params):
-  objects = source_objects(params['source'], params['source_slices'], params['patch'])
+  objects = _objects(params)
   for j in indices:
     if not os.path.exists(os.path.join(folder, f'slice_{j}.npz')):
       hu, pixel_mm = objects[j]
@@ -183,7 +197,7 @@ def build(folder: str, num_slices: int, params: dict, workers: int, part: str = 
   missing = [j for j in range(num_slices) if not os.path.exists(os.path.join(folder, f'slice_{j}.npz'))]
   if not missing:
     return
-  what = 'bank_source' if part == '_build_sources' else f'phantom slices at {params["size"]}²'
+  what = params.get('kind', 'bank_source') if part == '_build_sources' else f'phantom slices at {params["size"]}²'
   print(f'ct_bank: scanning {len(missing)} {what} into {folder} '
         f'({workers} processes, about {6 * (params["size"] / 512) ** 2.5 * len(missing) / workers:.0f} s)',
         flush=True)
@@ -219,7 +233,8 @@ class PhantomPatches:
   def __init__(self, *, seed: int, size: int, patch: int, num_examples: int, num_slices: int, fov_mm: float,
                full_dose: float, dose_fractions, lesion_prob: float, noise_draws: int, cache_dir: str,
                workers: int = 2, texture_hu=(), fov_range_mm=(), bone_scale=(), source: str = '',
-               source_share: float = 1.0, source_slices: int = 32):
+               source_share: float = 1.0, source_slices: int = 32, photo_share: float = 0.0,
+               photo_spans_hu=(150.0, 1000.0)):
     lo, hi = (tuple(dose_fractions) * 2)[:2]
     texture_hu = _optional_range('bank_texture_hu', texture_hu, 'HU', "the phantom's uniform tissues")
     fov_range_mm = _optional_range('bank_fov_range_mm', fov_range_mm, 'mm', 'every slice at data.fov_mm')
@@ -232,7 +247,11 @@ class PhantomPatches:
     if source and not (0.0 < source_share <= 1.0 and source_slices >= 1):
       raise ValueError(f'ct_bank: bank_source_share={source_share} (0 < share <= 1: the part of the examples cut '
                        f'from bank_source) and bank_source_slices={source_slices} (>= 1 per series) are needed.')
+    if not 0.0 <= photo_share <= 1.0:
+      raise ValueError(f'ct_bank: bank_photo_share={photo_share}: give the part of the examples cut from the '
+                       'photographs, 0 (none) to 1 (all).')
     self.source, self.source_share, self.source_slices = source, float(source_share), int(source_slices)
+    self.photo_share, self.photo_spans_hu = float(photo_share), tuple(float(t) for t in photo_spans_hu)
     self.seed, self.size, self.patch, self.num_examples = seed, size, patch, num_examples
     self.fractions = (float(lo), float(hi))
     self.params = dict(seed=seed, size=size, fov_mm=float(fov_mm), full_dose=float(full_dose),
@@ -242,7 +261,7 @@ class PhantomPatches:
                    bone_scale)
     self.folder = os.path.join(os.path.expanduser(cache_dir), 'ct_bank', key)
     self.num_slices, self.workers = num_slices, workers
-    self._bank = self._sources = None
+    self._bank = self._sources = self._photos = None
     self._source_folder, self._num_sources = None, 0  # found once (it reads bank_source) and kept for the grain workers
 
   def __len__(self) -> int:
@@ -277,12 +296,29 @@ class PhantomPatches:
         self._sources = [_load(os.path.join(folder, f'slice_{j}.npz')) for j in range(self._num_sources)]
     return self._sources
 
+  @property
+  def photos(self) -> list[dict[str, np.ndarray]]:
+    """The banked photographs (`data/photos.py`); [] without `photo_share`."""
+    if self._photos is None:
+      if not self.photo_share:
+        self._photos = []
+      else:
+        params = dict(self.params, kind='photos', photo_spans_hu=self.photo_spans_hu)
+        objects = _objects(params)
+        folder = os.path.join(os.path.dirname(self.folder), source_key(
+            objects, self.seed, self.params['full_dose'], self.params['noise_draws'], kind='photos'))
+        build(folder, len(objects), params, self.workers, part='_build_sources')
+        self._photos = [_load(os.path.join(folder, f'slice_{j}.npz')) for j in range(len(objects))]
+    return self._photos
+
   def __getstate__(self):  # grain workers load the bank themselves from the cache
-    return {**self.__dict__, '_bank': None, '_sources': None}
+    return {**self.__dict__, '_bank': None, '_sources': None, '_photos': None}
 
   def _pick(self, index: int, rng) -> dict[str, np.ndarray]:
-    # The choice of a source slice has its own stream, so that without bank_source the examples are the same
-    # as before it existed.
+    # The choice of a photograph or a source slice has its own stream, so that without them the examples are
+    # the same as before they existed.
+    if self.photo_share and np.random.default_rng([self.seed, index, 9]).random() < self.photo_share:
+      return self.photos[int(rng.integers(len(self.photos)))]
     if self.source and (self.source_share >= 1.0 or
                         np.random.default_rng([self.seed, index, 7]).random() < self.source_share):
       return self.sources[int(rng.integers(len(self.sources)))]

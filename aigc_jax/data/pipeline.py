@@ -57,7 +57,9 @@ def patch_source(config: ml_collections.ConfigDict, *, held_out: bool = False, n
       fov_range_mm=tuple(config.get('bank_fov_range_mm', ())), bone_scale=tuple(config.get('bank_bone_scale', ())),
       # Real anatomy trains only: the held-out bank the evaluators read stays the phantom's.
       source='' if held_out else config.get('bank_source', ''), source_share=config.get('bank_source_share', 1.0),
-      source_slices=config.get('bank_source_slices', 32))
+      source_slices=config.get('bank_source_slices', 32),
+      photo_share=0.0 if held_out else config.get('bank_photo_share', 0.0),
+      photo_spans_hu=tuple(config.get('bank_photo_spans_hu', (150.0, 1000.0))))
 
 
 def served_size(config: ml_collections.ConfigDict) -> int:
