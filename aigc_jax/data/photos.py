@@ -9,8 +9,9 @@ darkest to brightest pixel about that many HU apart: 150 HU for texture at the c
 1000 for edges of bone and air), given a pixel size between 0.5 and 0.9 mm (so a share of them is scanned as a
 small, quiet object and the rest as a large one), then scanned by the acquisition model like any slice.
 
-The images are read from the installed scikit-image package (its `data` folder, BSD-licensed package; the photos
-are public domain or CC0 as its README says), never copied into this repository and never downloaded.
+The images are read from the installed scikit-image package (its `data` folder), never copied into this
+repository and never downloaded. Only those whose scikit-image docstring releases them are used: public domain,
+CC0, or "no known copyright restrictions" (coins, ihc); `moon.png`, which states nothing, is left out.
 """
 
 import os
@@ -23,10 +24,11 @@ from aigc_jax.imaging import geometry
 from aigc_jax.imaging import real_ct
 
 # The photographs and micrographs of scikit-image's data folder that hold natural structure (not the drawings,
-# text pages, checkerboards or binary silhouettes), in a fixed order: an object's index is its place here.
+# text pages, checkerboards or binary silhouettes) and are released (module docstring), in a fixed order: an
+# object's index is its place here.
 NAMES = ('astronaut.png', 'brick.png', 'camera.png', 'cell.png', 'chelsea.png', 'coffee.png', 'coins.png',
-         'grass.png', 'gravel.png', 'hubble_deep_field.jpg', 'ihc.png', 'microaneurysms.png', 'moon.png',
-         'retina.jpg', 'rocket.jpg')
+         'grass.png', 'gravel.png', 'hubble_deep_field.jpg', 'ihc.png', 'microaneurysms.png', 'retina.jpg',
+         'rocket.jpg')
 CENTRE_HU = 40.0  # soft tissue
 PIXEL_MM = (0.5, 0.9)
 
