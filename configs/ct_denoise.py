@@ -17,6 +17,8 @@ Bank options, off by default (docs/restoration.md measures them): --config.data.
 --config.data.bank_bone_scale='(1.0, 2.0)' (denser bone; widen --config.data.window_hi to keep it).
 Real anatomy: --config.data.bank_source=FOLDER scans your own full-dose CT series (DICOM/NIfTI) into the bank,
 --config.data.bank_source_share=0.5 mixes them with the phantom (1.0: them only).
+Photographs: --config.data.bank_photo_share=0.5 cuts half the examples from scikit-image's sample photographs
+scanned as objects (aigc_jax/data/photos.py): less real anatomy changed, more noise left (docs/restoration.md).
 
 Choose the network with --config.model.name=conv_autoencoder (then --config.model.output=linear|sigmoid, and
 --config.task.noise_conditioning=False: the noise channel is RED-CNN's).
