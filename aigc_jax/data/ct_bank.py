@@ -283,32 +283,28 @@ class PhantomPatches:
       self._num_sources = len(objects)
     return self._source_folder
 
+  def _banked(self, folder: str, count: int, params: dict) -> list[dict[str, np.ndarray]]:
+    build(folder, count, params, self.workers, part='_build_sources')
+    return [_load(os.path.join(folder, f'slice_{j}.npz')) for j in range(count)]
+
   @property
   def sources(self) -> list[dict[str, np.ndarray]]:
     """The banked slices of `bank_source` (module docstring); [] without one."""
     if self._sources is None:
-      if not self.source:
-        self._sources = []
-      else:
-        folder = self.source_folder
-        params = dict(self.params, source=self.source, source_slices=self.source_slices, patch=self.patch, size=512)
-        build(folder, self._num_sources, params, self.workers, part='_build_sources')
-        self._sources = [_load(os.path.join(folder, f'slice_{j}.npz')) for j in range(self._num_sources)]
+      params = dict(self.params, source=self.source, source_slices=self.source_slices, patch=self.patch, size=512)
+      self._sources = self._banked(self.source_folder, self._num_sources, params) if self.source else []
     return self._sources
 
   @property
   def photos(self) -> list[dict[str, np.ndarray]]:
     """The banked photographs (`data/photos.py`); [] without `photo_share`."""
     if self._photos is None:
-      if not self.photo_share:
-        self._photos = []
-      else:
+      self._photos = []
+      if self.photo_share:
         params = dict(self.params, kind='photos', photo_spans_hu=self.photo_spans_hu)
         objects = _objects(params)
-        folder = os.path.join(os.path.dirname(self.folder), source_key(
-            objects, self.seed, self.params['full_dose'], self.params['noise_draws'], kind='photos'))
-        build(folder, len(objects), params, self.workers, part='_build_sources')
-        self._photos = [_load(os.path.join(folder, f'slice_{j}.npz')) for j in range(len(objects))]
+        key = source_key(objects, self.seed, self.params['full_dose'], self.params['noise_draws'], kind='photos')
+        self._photos = self._banked(os.path.join(os.path.dirname(self.folder), key), len(objects), params)
     return self._photos
 
   def __getstate__(self):  # grain workers load the bank themselves from the cache
